@@ -1,0 +1,11 @@
+/** Jest runs TypeScript through SWC (type checking is `npm run typecheck`'s job). */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  transform: { '^.+\\.ts$': ['@swc/jest'] },
+  globalSetup: '<rootDir>/test/global-setup.ts',
+  globalTeardown: '<rootDir>/test/global-teardown.ts',
+  testTimeout: 60_000,
+  // Integration suites share one dev server; two workers keep the 2-core machine responsive.
+  maxWorkers: 2,
+};

@@ -1,0 +1,16 @@
+import { createDeliverWebhook, type DeliverWebhookDeps } from './deliver-webhook';
+import { createRunInference, type RunInferenceDeps } from './run-inference';
+
+export type ActivityDeps = RunInferenceDeps & { webhook: DeliverWebhookDeps };
+
+/** All activities, bound to their dependencies. Workflows proxy `ReturnType<typeof createActivities>`. */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    runInference: createRunInference(deps),
+    deliverWebhook: createDeliverWebhook(deps.webhook),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+export type { RunInferenceInput, InferenceResult, InferenceFailureDetails, InferenceHeartbeat } from './run-inference';
+export type { DeliverWebhookInput, DeliveryAttemptResult } from './deliver-webhook';

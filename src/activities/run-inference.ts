@@ -1,0 +1,112 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ErrorType } from '../errors';
+import type { LogEntry, LogLevel } from '../domain/request';
+import type { FetchedInput, ModelContext, ModelRunner } from '../models/types';
+import type { LocalFileStore } from '../storage/file-store';
+
+export interface RunInferenceInput {
+  requestId: string;
+  modelId: string;
+  input: unknown;
+}
+
+export interface InferenceResult {
+  output: unknown;
+  logs: LogEntry[];
+  /** The runner's own time, in seconds (fal's `metrics.inference_time`). */
+  inferenceTime: number;
+}
+
+/** What every failed run carries in `ApplicationFailure.details[0]`, so the outcome keeps the logs. */
+export interface InferenceFailureDetails {
+  logs: LogEntry[];
+  detail?: unknown;
+}
+
+/** Heartbeat payload; the API reads it (via describe) to show logs while the run goes on. */
+export interface InferenceHeartbeat {
+  logs: LogEntry[];
+}
+
+export interface RunInferenceDeps {
+  runners: ReadonlyMap<string, ModelRunner>;
+  fileStore: LocalFileStore;
+  fetchInput: (url: string, signal: AbortSignal) => Promise<FetchedInput>;
+}
+
+// Bounds what a chatty runner can put into every heartbeat (and the final history event).
+const MAX_LOG_ENTRIES = 500;
+const HEARTBEAT_EVERY_MS = 1000;
+
+/** Builds the `runInference` activity: dispatches to the model's runner, reporting logs as heartbeats. */
+export function createRunInference(deps: RunInferenceDeps) {
+  return async function runInference({ requestId, modelId, input }: RunInferenceInput): Promise<InferenceResult> {
+    const ctx = Context.current();
+    const runner = deps.runners.get(modelId);
+    if (!runner) {
+      throw ApplicationFailure.nonRetryable(`Model ${modelId} is not served by this worker`, ErrorType.NotConfigured);
+    }
+    // A retried attempt continues the log of the previous ones.
+    const previous = ctx.info.heartbeatDetails as InferenceHeartbeat | undefined;
+    const logs: LogEntry[] = Array.isArray(previous?.logs) ? [...previous.logs] : [];
+    const heartbeat = () => ctx.heartbeat({ logs } satisfies InferenceHeartbeat);
+    const log = (message: string, level: LogLevel = 'INFO') => {
+      logs.push({ message, level, source: 'USER', timestamp: new Date().toISOString() });
+      if (logs.length > MAX_LOG_ENTRIES) logs.splice(0, logs.length - MAX_LOG_ENTRIES);
+      heartbeat();
+    };
+    // Heartbeats also carry cancellation to us, so they must keep flowing while the runner is quiet.
+    const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
+    heartbeat();
+    const modelCtx: ModelContext = {
+      requestId,
+      signal: ctx.cancellationSignal,
+      log,
+      saveFile: (file) => deps.fileStore.save(file),
+      fetchInput: (url) => deps.fetchInput(url, ctx.cancellationSignal),
+    };
+    const started = performance.now();
+    try {
+      const output = await runner.run(input, modelCtx);
+      return { output, logs, inferenceTime: (performance.now() - started) / 1000 };
+    } catch (err) {
+      if (ctx.cancellationSignal.aborted) throw err;
+      throw toFailure(err, logs);
+    } finally {
+      clearInterval(ticker);
+    }
+  };
+}
+
+/** Maps a runner's local error to the failure type the workflow decides on. */
+function toFailure(err: unknown, logs: LogEntry[]): ApplicationFailure {
+  const error = err instanceof Error ? err : new Error(String(err));
+  const details = (detail?: unknown): InferenceFailureDetails[] => [{ logs, detail }];
+  switch (error.name) {
+    case 'InputValidationError':
+      return ApplicationFailure.create({
+        message: error.message,
+        type: ErrorType.InputValidation,
+        nonRetryable: true,
+        details: details((error as Error & { detail: unknown }).detail),
+      });
+    case 'BackendNotConfiguredError':
+      return ApplicationFailure.create({
+        message: error.message,
+        type: ErrorType.NotConfigured,
+        nonRetryable: true,
+        details: details(),
+      });
+    case 'BackendError': {
+      const retryable = (error as Error & { retryable: boolean }).retryable;
+      return ApplicationFailure.create({
+        message: error.message,
+        type: retryable ? ErrorType.BackendUnavailable : ErrorType.BackendRejected,
+        nonRetryable: !retryable,
+        details: details(),
+      });
+    }
+    default:
+      return ApplicationFailure.create({ message: error.message, type: error.name, details: details(), cause: error });
+  }
+}

@@ -1,0 +1,112 @@
+import { Router, type Request, type Response } from 'express';
+import type { RequestsClient, RequestView } from '../../client/requests';
+import { QueueStatus } from '../../domain/request';
+import type { ModelRegistry } from '../../models/registry';
+import { ownerOf } from '../auth';
+import { HttpError } from '../http-error';
+import { RequestParams, StatusQuery, SubmitBody, SubmitParams, SubmitQuery } from '../schemas';
+import { appIdOf, requestUrls, statusBody } from '../status-body';
+import { validate, validated } from '../validate';
+
+export interface QueueRouteDeps {
+  requests: RequestsClient;
+  registry: ModelRegistry;
+  /** Base URL for the URLs we hand out; undefined = how this request reached us. */
+  publicBaseUrl?: string;
+}
+
+/** fal's queue API: submit, status, result, cancel, and the seed's legacy gateway submit. */
+export function queueRoutes(deps: QueueRouteDeps): Router {
+  const router = Router();
+  const baseOf = (req: Request) => deps.publicBaseUrl ?? `${req.protocol}://${req.get('host')}`;
+
+  const submit = async (req: Request, res: Response, modelId: string, webhookUrl: string | undefined) => {
+    const input = jsonObjectBody(req);
+    const requestId = await deps.requests.submit({ owner: ownerOf(res), modelId, input, webhookUrl });
+    res.json({
+      status: QueueStatus.InQueue,
+      request_id: requestId,
+      ...requestUrls(baseOf(req), appIdOf(modelId), requestId),
+      queue_position: 0,
+    });
+  };
+
+  // Registered before the generic submit route, which would otherwise read it as model "fal/queue/submit".
+  const legacy = { query: SubmitQuery };
+  router.post('/fal/queue/submit', validate(legacy), async (req, res) => {
+    const modelId = deps.registry.legacySubmitModel;
+    if (!modelId) throw HttpError.notFound('No model is configured for the legacy submit route (legacySubmitModel)');
+    await submit(req, res, modelId, validated(res, legacy).query.fal_webhook);
+  });
+
+  const submitSchemas = { params: SubmitParams, query: SubmitQuery };
+  router.post('/:owner/:app{/*path}', validate(submitSchemas), async (req, res) => {
+    const { params, query } = validated(res, submitSchemas);
+    const modelId = [params.owner, params.app, ...(params.path ?? [])].join('/');
+    if (!deps.registry.get(modelId)) throw HttpError.notFound(`Model ${modelId} not found`);
+    await submit(req, res, modelId, query.fal_webhook);
+  });
+
+  const statusSchemas = { params: RequestParams, query: StatusQuery };
+  router.get('/:owner/:app/requests/:requestId/status', validate(statusSchemas), async (req, res) => {
+    const { params, query } = validated(res, statusSchemas);
+    const view = await findRequest(deps.requests, params, res);
+    res.status(view.status === QueueStatus.Completed ? 200 : 202).json(statusBody(view, baseOf(req), query.logs));
+  });
+
+  const resultSchemas = { params: RequestParams };
+  router.get('/:owner/:app/requests/:requestId', validate(resultSchemas), async (_req, res) => {
+    const { params } = validated(res, resultSchemas);
+    const view = await findRequest(deps.requests, params, res);
+    if (view.status !== QueueStatus.Completed) throw new HttpError(400, { detail: 'Request is still in progress' });
+    const { outcome } = view;
+    res.set('x-fal-request-id', view.requestId);
+    if (outcome.status === 'OK') res.json(outcome.output);
+    else res.status(outcome.httpStatus).json({ detail: outcome.detail, error_type: outcome.errorType });
+  });
+
+  router.put('/:owner/:app/requests/:requestId/cancel', validate(resultSchemas), async (_req, res) => {
+    const { params } = validated(res, resultSchemas);
+    const view = await findRequest(deps.requests, params, res, { status: 'NOT_FOUND' });
+    if (view.status === QueueStatus.Completed) throw new HttpError(400, { status: 'ALREADY_COMPLETED' });
+    await deps.requests.cancel(view.requestId);
+    res.status(202).json({ status: 'CANCELLATION_REQUESTED' });
+  });
+
+  return router;
+}
+
+/** The caller's request under this app, or a 404 that does not reveal whether it exists for someone else. */
+async function findRequest(
+  requests: RequestsClient,
+  params: RequestParams,
+  res: Response,
+  notFoundExtra: Record<string, unknown> = {},
+): Promise<RequestView> {
+  const view = await requests.get(params.requestId, ownerOf(res));
+  if (!view || appIdOf(view.modelId) !== `${params.owner}/${params.app}`) {
+    throw HttpError.notFound('Request not found', notFoundExtra);
+  }
+  return view;
+}
+
+/**
+ * The model input: a JSON object. An empty body counts as `{}`; any other content type is refused
+ * rather than guessed at.
+ */
+function jsonObjectBody(req: Request): Record<string, unknown> {
+  const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
+  if (!hasBody) return {};
+  if (!req.is(['application/json', 'application/*+json'])) {
+    throw new HttpError(415, {
+      detail: `Content-Type must be application/json, got ${req.get('content-type') ?? 'none'}`,
+    });
+  }
+  const parsed = SubmitBody.safeParse(req.body);
+  if (!parsed.success) {
+    throw new HttpError(422, {
+      detail: [{ loc: ['body'], msg: 'value is not a valid dict', type: 'type_error.dict' }],
+    });
+  }
+  return parsed.data;
+}

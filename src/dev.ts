@@ -1,0 +1,77 @@
+import { join, resolve } from 'node:path';
+import { Runtime } from '@temporalio/worker';
+import { LOCAL_DEV_KEY, loadConfig } from './config';
+import { createLogger } from './logger';
+import { ModelRegistry } from './models/registry';
+import { startServer } from './server';
+import { ensureTemporalCli } from './temporal/cli';
+import { startDevServer, type DevServer } from './temporal/dev-server';
+import { startWorkers } from './worker';
+
+/**
+ * `npm start`: everything on one machine. Starts the Temporal dev server (unless TEMPORAL_ADDRESS
+ * points at a cluster), the workers with every model of the registry, and the API.
+ */
+async function main(): Promise<void> {
+  const projectRoot = resolve(__dirname, '..');
+  const config = loadConfig(process.env);
+  const logger = createLogger(config.logLevel, 'dev');
+  const registry = ModelRegistry.load(config.modelsFile, process.env);
+  Runtime.install({ shutdownSignals: [] });
+
+  let temporal: DevServer | undefined;
+  if (!config.temporal.address) {
+    const cliPath = await ensureTemporalCli({ projectRoot, log: (line) => logger.info(line) });
+    temporal = await startDevServer({
+      cliPath,
+      dbFile: join(config.dataDir, 'temporal.db'),
+      port: config.temporal.devServerPort,
+      uiPort: config.temporal.devServerUiPort,
+      namespace: config.temporal.namespace,
+    });
+    config.temporal.address = temporal.address;
+    logger.info({ address: temporal.address, ui: temporal.uiUrl }, 'Temporal dev server ready');
+  }
+
+  const workers = await startWorkers(config, registry, logger);
+  const server = await startServer(config, registry, logger);
+
+  const key = config.apiKeys[0]!;
+  console.log(
+    [
+      '',
+      `  Queue API     ${server.url}`,
+      temporal?.uiUrl ? `  Temporal UI   ${temporal.uiUrl}` : `  Temporal      ${config.temporal.address}`,
+      `  Models        ${registry
+        .list()
+        .map((m) => m.id)
+        .join(', ')}`,
+      `  API key       ${key.id}:${key.secret}${`${key.id}:${key.secret}` === LOCAL_DEV_KEY ? ' (local default)' : ''}`,
+      '',
+      `  curl -X POST ${server.url}/fal-ai/esrgan -H 'Authorization: Key ${key.id}:${key.secret}' \\`,
+      `    -H 'Content-Type: application/json' -d '{"image_url": "data:image/png;base64,..."}'`,
+      '',
+      '  Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    await server.stop();
+    await workers.stop();
+    await temporal?.stop();
+    logger.info('stopped');
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  await workers.done;
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

