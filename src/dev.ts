@@ -1,5 +1,4 @@
 import { join, resolve } from 'node:path';
-import { Runtime } from '@temporalio/worker';
 import { LOCAL_DEV_KEY, loadConfig } from './config';
 import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
@@ -7,6 +6,7 @@ import { startServer } from './server';
 import { ensureTemporalCli } from './temporal/cli';
 import { startDevServer, type DevServer } from './temporal/dev-server';
 import { startWorkers } from './worker';
+import { installTemporalRuntime } from './temporal/runtime';
 
 /**
  * `npm start`: everything on one machine. Starts the Temporal dev server (unless TEMPORAL_ADDRESS
@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger(config.logLevel, 'dev');
   const registry = ModelRegistry.load(config.modelsFile, process.env);
-  Runtime.install({ shutdownSignals: [] });
+  installTemporalRuntime(logger);
 
   let temporal: DevServer | undefined;
   if (!config.temporal.address) {

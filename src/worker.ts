@@ -1,4 +1,4 @@
-import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { loadConfig, defaultPublicBaseUrl, type Config } from './config';
 import { createLogger } from './logger';
@@ -7,6 +7,7 @@ import { ModelRegistry } from './models/registry';
 import { createModelRunners } from './models/runners';
 import { LocalFileStore } from './storage/file-store';
 import { temporalConnectionOptions } from './temporal/connection';
+import { installTemporalRuntime } from './temporal/runtime';
 import { createWorkers, loadWorkflowBundle } from './workers';
 import { join } from 'node:path';
 
@@ -57,8 +58,7 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger(config.logLevel, 'worker');
-  // Our own signal handling drains the workers; the SDK's would stop them without closing the connection.
-  Runtime.install({ shutdownSignals: [] });
+  installTemporalRuntime(logger);
   const registry = ModelRegistry.load(config.modelsFile, process.env);
   const running = await startWorkers(config, registry, logger);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

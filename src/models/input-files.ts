@@ -111,8 +111,8 @@ async function fetchHttp(
   const combined = AbortSignal.any([signal, timeout]);
 
   // One handler for the request and the body: both can fail on the network, the timeout or the caller.
-  const failure = (err: unknown): Error => {
-    if (signal.aborted) return signal.reason instanceof Error ? signal.reason : new Error('aborted');
+  const failure = (err: unknown): InputFetchError => {
+    signal.throwIfAborted();
     if (err instanceof InputFetchError) return err;
     if (timeout.aborted) return new InputFetchError(`${origin} did not answer within ${options.timeoutMs} ms`);
     return new InputFetchError(`could not fetch from ${origin}: ${describeNetworkError(err)}`);

@@ -6,6 +6,7 @@ import { loadConfig, type Config } from '../../src/config';
 import { ModelRegistry } from '../../src/models/registry';
 import { startServer, type RunningServer } from '../../src/server';
 import { startWorkers, type RunningWorkers } from '../../src/worker';
+import { installTemporalRuntime } from '../../src/temporal/runtime';
 
 export const TEST_KEY = 'test-key:test-secret';
 export const OTHER_KEY = 'other-key:other-secret';
@@ -57,6 +58,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const config = loadConfig(env);
   const registry = ModelRegistry.fromObject(options.models);
   const logger = pino({ level: config.logLevel });
+  quietTemporalRuntime(logger);
   const server = await startServer(config, registry, logger);
   // Workers write file URLs; they must point at the API that serves them.
   config.http.publicBaseUrl = server.url;
@@ -87,6 +89,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
   if (options.workers !== false) stack.workers = await stack.startWorkers();
   return stack;
+}
+
+let runtimeInstalled = false;
+function quietTemporalRuntime(logger: pino.Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    installTemporalRuntime(logger);
+  } catch {
+    // Another suite in this jest worker installed it already; its logger is just as quiet.
+  }
 }
 
 /** Polls `fn` until it returns something other than undefined. */

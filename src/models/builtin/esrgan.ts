@@ -55,7 +55,7 @@ export function createEsrganModel(options: EsrganOptions): ModelRunner {
       ctx.log(`upscaling ${image.width}x${image.height} -> ${outWidth}x${outHeight}`);
 
       const rgb = await upscale(model, image, ctx);
-      const data = encodePng(rgb, outWidth, outHeight, image.alpha && upscaleAlpha(image, scale));
+      const data = await encodePng(rgb, outWidth, outHeight, image.alpha && upscaleAlpha(image, scale));
       ctx.log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       const stored = await ctx.saveFile({ data, contentType: 'image/png', fileName: 'upscaled.png' });
       return { image: { ...stored, width: outWidth, height: outHeight } };
@@ -175,9 +175,12 @@ function upscaleAlpha(image: DecodedImage, scale: number): Uint8Array {
   return alpha;
 }
 
-/** Writes RGB (or RGBA when the input had transparency, its alpha upscaled nearest-neighbour). */
-function encodePng(rgb: Float32Array, width: number, height: number, alpha: Uint8Array | false): Buffer {
-  const png = new PNG({ width, height });
+/**
+ * Writes RGB (or RGBA when the input had transparency, its alpha upscaled nearest-neighbour).
+ * Packs as a stream so the deflate runs on libuv's thread pool rather than blocking the event loop.
+ */
+function encodePng(rgb: Float32Array, width: number, height: number, alpha: Uint8Array | false): Promise<Buffer> {
+  const png = new PNG({ width, height, colorType: alpha ? 6 : 2 });
   for (let i = 0, j = 0; i < width * height; i++, j += 3) {
     // The network's output is in 0-255 but overshoots a little near hard edges.
     png.data[i * 4] = clampByte(rgb[j]!);
@@ -185,7 +188,14 @@ function encodePng(rgb: Float32Array, width: number, height: number, alpha: Uint
     png.data[i * 4 + 2] = clampByte(rgb[j + 2]!);
     png.data[i * 4 + 3] = alpha ? alpha[i]! : 255;
   }
-  return PNG.sync.write(png, { colorType: alpha ? 6 : 2 });
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    png
+      .pack()
+      .on('data', (chunk: Buffer) => chunks.push(chunk))
+      .on('end', () => resolve(Buffer.concat(chunks)))
+      .on('error', reject);
+  });
 }
 
 function clampByte(value: number): number {
@@ -378,9 +388,10 @@ interface Tile {
 /** Splits a `height x width` layer input into tiles of about `budget / costPerPixel` pixels. */
 function tilesOf(height: number, width: number, costPerPixel: number): Tile[] {
   const pixels = Math.max(1, Math.floor(TILE_BUDGET / costPerPixel));
-  // Full-width bands when a row fits, so tiles are contiguous rows; otherwise pieces of one row.
-  const tileWidth = Math.min(width, pixels);
-  const tileHeight = Math.max(1, Math.min(height, Math.floor(pixels / tileWidth)));
+  // Full-width bands when a row fits, otherwise equal pieces of one row; even sizes avoid a tiny last tile.
+  const tileWidth = Math.ceil(width / Math.ceil(width / Math.min(width, pixels)));
+  const bandHeight = Math.max(1, Math.min(height, Math.floor(pixels / tileWidth)));
+  const tileHeight = Math.ceil(height / Math.ceil(height / bandHeight));
   const tiles: Tile[] = [];
   for (let top = 0; top < height; top += tileHeight) {
     for (let left = 0; left < width; left += tileWidth) {
