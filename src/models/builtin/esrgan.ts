@@ -205,8 +205,11 @@ function clampByte(value: number): number {
 // ---------------------------------------------------------------------------------------------
 // The network
 
-/** Multiply-accumulates per synchronous block: about 50 ms on the tfjs CPU backend of a small server. */
-const TILE_BUDGET = 12_000_000;
+/**
+ * Multiply-accumulates per synchronous block: 30-60 ms on tfjs's CPU backend (4-8 ns per MAC on a small,
+ * busy server). Smaller budgets cost throughput: thin tiles copy their halo more often per MAC.
+ */
+const TILE_BUDGET = 8_000_000;
 /** Elementwise work (ReLU, add, concat, upsampling) is far cheaper per value than a MAC in a convolution. */
 const ELEMENTWISE_COST = 4;
 
@@ -218,7 +221,8 @@ type Step =
       inputs: [string];
       resolution: number;
       kernel: tf.Tensor4D;
-      bias: tf.Tensor1D | undefined;
+      /** Added while copying each tile out: tfjs's broadcasting add is slow on the CPU backend. */
+      bias: Float32Array;
       /** Kernel side: a tile reads (size - 1) / 2 extra pixels on each side. */
       size: number;
       costPerPixel: number;
@@ -235,12 +239,26 @@ type Step =
     };
 
 interface EsrganNetwork {
-  scale: number;
   input: string;
   output: string;
   steps: Step[];
-  /** How many steps read each layer's output, so it is disposed after its last reader. */
+  /** How many steps read each layer's output, so it is dropped after its last reader. */
   readers: Map<string, number>;
+}
+
+/** A layer's output between steps: plain NHWC values, so no tensor outlives a tile. */
+interface Activation {
+  data: Float32Array;
+  height: number;
+  width: number;
+  channels: number;
+}
+
+interface Tile {
+  top: number;
+  left: number;
+  height: number;
+  width: number;
 }
 
 // Loaded once per process and scale; a failed load is forgotten so the next request tries again.
@@ -337,7 +355,7 @@ function planNetwork(model: tf.LayersModel, scale: number): EsrganNetwork {
         inputs: [inputs[0]!],
         resolution: inputResolution,
         kernel,
-        bias: config.useBias ? bias : undefined,
+        bias: config.useBias && bias ? Float32Array.from(bias.dataSync()) : new Float32Array(outChannels),
         size: kh,
         costPerPixel: kh * kw * inChannels * outChannels,
       });
@@ -375,14 +393,7 @@ function planNetwork(model: tf.LayersModel, scale: number): EsrganNetwork {
     }
   }
   if (resolution.get(outputLayer.name) !== scale) throw new Error(`ESRGAN model does not upscale by ${scale}`);
-  return { scale, input: inputLayer.name, output: outputLayer.name, steps, readers };
-}
-
-interface Tile {
-  top: number;
-  left: number;
-  height: number;
-  width: number;
+  return { input: inputLayer.name, output: outputLayer.name, steps, readers };
 }
 
 /** Splits a `height x width` layer input into tiles of about `budget / costPerPixel` pixels. */
@@ -418,73 +429,91 @@ async function upscale(network: EsrganNetwork, image: DecodedImage, ctx: ModelCo
   let doneTiles = 0;
   let nextReport = 0.1;
 
-  const values = new Map<string, tf.Tensor4D>([[network.input, tf.tensor4d(rgb, [1, image.height, image.width, 3])]]);
+  const values = new Map<string, Activation>([
+    [network.input, { data: rgb, height: image.height, width: image.width, channels: 3 }],
+  ]);
   const readers = new Map(network.readers);
-  try {
-    for (const { step, tiles } of plan) {
-      const inputs = step.inputs.map((name) => values.get(name)!);
-      const [, height, width] = inputs[0]!.shape;
-      const factor = step.kind === 'pixelwise' ? step.upsample : 1;
-      const outWidth = width * factor;
-      let out: Float32Array | undefined;
-      let channels = 0;
+  for (const { step, tiles } of plan) {
+    const inputs = step.inputs.map((name) => values.get(name)!);
+    const factor = step.kind === 'pixelwise' ? step.upsample : 1;
+    const { height, width } = inputs[0]!;
+    let out: Activation | undefined;
 
-      for (const tile of tiles) {
-        await yieldToEventLoop();
-        ctx.signal.throwIfAborted();
-        const result = tf.tidy(() => runTile(step, inputs, tile));
-        const data = result.dataSync() as Float32Array;
-        channels = result.shape[3];
-        result.dispose();
-        out ??= new Float32Array(height * factor * outWidth * channels);
-        const rowLength = tile.width * factor * channels;
-        for (let row = 0; row < tile.height * factor; row++) {
-          const target = ((tile.top * factor + row) * outWidth + tile.left * factor) * channels;
-          out.set(data.subarray(row * rowLength, (row + 1) * rowLength), target);
-        }
-        doneTiles++;
-        if (doneTiles / totalTiles >= nextReport && doneTiles < totalTiles) {
-          ctx.log(`tile ${doneTiles}/${totalTiles} (layer ${step.name})`);
-          nextReport += 0.1;
-        }
-      }
-
-      values.set(step.name, tf.tensor4d(out!, [1, height * factor, outWidth, channels]));
-      for (const name of step.inputs) {
-        const left = (readers.get(name) ?? 0) - 1;
-        readers.set(name, left);
-        if (left <= 0) {
-          values.get(name)?.dispose();
-          values.delete(name);
-        }
+    for (const tile of tiles) {
+      await yieldToEventLoop();
+      ctx.signal.throwIfAborted();
+      // Everything tfjs allocates for a tile is released here, before the next yield.
+      tf.tidy(() => {
+        const result = runTile(step, inputs, tile);
+        const channels = result.shape[3];
+        const target = (out ??= {
+          data: new Float32Array(height * factor * width * factor * channels),
+          height: height * factor,
+          width: width * factor,
+          channels,
+        });
+        copyTile(result.dataSync() as Float32Array, tile, factor, target, step.kind === 'conv' ? step.bias : undefined);
+      });
+      doneTiles++;
+      if (doneTiles / totalTiles >= nextReport && doneTiles < totalTiles) {
+        ctx.log(`tile ${doneTiles}/${totalTiles} (layer ${step.name})`);
+        nextReport += 0.1;
       }
     }
-    await yieldToEventLoop();
-    return values.get(network.output)!.dataSync() as Float32Array;
-  } finally {
-    for (const tensor of values.values()) tensor.dispose();
+
+    values.set(step.name, out!);
+    for (const name of step.inputs) {
+      const left = (readers.get(name) ?? 0) - 1;
+      readers.set(name, left);
+      if (left <= 0) values.delete(name);
+    }
   }
+  return values.get(network.output)!.data;
 }
 
-/** Computes one tile of one layer; a convolution reads its halo from the neighbours, zeros past the edges. */
-function runTile(step: Step, inputs: tf.Tensor4D[], tile: Tile): tf.Tensor4D {
+/**
+ * Computes one tile of one layer. A convolution's tile carries a halo of its neighbours' pixels (zeros
+ * past the image's edges, as 'same' padding would), built by hand: tfjs's slice and pad fall back to
+ * per-element index arithmetic on the CPU backend, several times slower than the copy below.
+ */
+function runTile(step: Step, inputs: Activation[], tile: Tile): tf.Tensor4D {
   if (step.kind === 'pixelwise') {
-    const slices = inputs.map((input) => input.slice([0, tile.top, tile.left, 0], [1, tile.height, tile.width, -1]));
-    return step.layer.apply(slices.length === 1 ? slices[0]! : slices) as tf.Tensor4D;
+    const tensors = inputs.map((input) => tileTensor(input, tile, 0));
+    return step.layer.apply(tensors.length === 1 ? tensors[0]! : tensors) as tf.Tensor4D;
   }
-  const [input] = inputs as [tf.Tensor4D];
-  const [, height, width] = input.shape;
-  const halo = (step.size - 1) / 2;
-  const top = Math.max(0, tile.top - halo);
+  return tf.conv2d(tileTensor(inputs[0]!, tile, (step.size - 1) / 2), step.kernel, 1, 'valid');
+}
+
+function tileTensor(input: Activation, tile: Tile, halo: number): tf.Tensor4D {
+  const { data, height, width, channels } = input;
+  const tileWidth = tile.width + 2 * halo;
+  const tileHeight = tile.height + 2 * halo;
+  const values = new Float32Array(tileHeight * tileWidth * channels);
   const left = Math.max(0, tile.left - halo);
-  const bottom = Math.min(height, tile.top + tile.height + halo);
   const right = Math.min(width, tile.left + tile.width + halo);
-  const region = input.slice([0, top, left, 0], [1, bottom - top, right - left, -1]);
-  const padded = region.pad<tf.Tensor4D>([
-    [0, 0],
-    [top - (tile.top - halo), tile.top + tile.height + halo - bottom],
-    [left - (tile.left - halo), tile.left + tile.width + halo - right],
-    [0, 0],
-  ]);
-  return tf.fused.conv2d({ x: padded, filter: step.kernel, bias: step.bias, strides: 1, pad: 'valid' });
+  for (let row = 0; row < tileHeight; row++) {
+    const y = tile.top - halo + row;
+    if (y < 0 || y >= height) continue;
+    const source = (y * width + left) * channels;
+    const target = (row * tileWidth + (left - (tile.left - halo))) * channels;
+    values.set(data.subarray(source, source + (right - left) * channels), target);
+  }
+  return tf.tensor4d(values, [1, tileHeight, tileWidth, channels]);
+}
+
+/** Copies a tile's result into the layer's output at its place, adding the convolution's bias if any. */
+function copyTile(result: Float32Array, tile: Tile, factor: number, out: Activation, bias?: Float32Array): void {
+  const channels = out.channels;
+  const rowLength = tile.width * factor * channels;
+  for (let row = 0; row < tile.height * factor; row++) {
+    const source = row * rowLength;
+    const target = ((tile.top * factor + row) * out.width + tile.left * factor) * channels;
+    if (!bias) {
+      out.data.set(result.subarray(source, source + rowLength), target);
+      continue;
+    }
+    for (let i = 0; i < rowLength; i += channels) {
+      for (let c = 0; c < channels; c++) out.data[target + i + c] = result[source + i + c]! + bias[c]!;
+    }
+  }
 }
