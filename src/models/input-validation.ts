@@ -2,6 +2,17 @@ import type { z } from 'zod';
 import { InputValidationError } from '../errors';
 import type { ValidationDetail } from '../domain/request';
 
+/** zod's type names as pydantic v1 spells them in `type_error.*`, with its message. */
+const PYDANTIC_TYPES: Record<string, [string, string]> = {
+  string: ['str', 'str type expected'],
+  number: ['float', 'value is not a valid float'],
+  int: ['integer', 'value is not a valid integer'],
+  boolean: ['bool', 'value could not be parsed to a boolean'],
+  object: ['dict', 'value is not a valid dict'],
+  record: ['dict', 'value is not a valid dict'],
+  array: ['list', 'value is not a valid list'],
+};
+
 /**
  * Maps zod issues to the FastAPI/pydantic-v1 entries fal's clients parse:
  * missing field -> `value_error.missing`, wrong type -> `type_error.<type>`, anything else -> `value_error`.
@@ -14,8 +25,8 @@ export function zodIssuesToDetail(error: z.ZodError, input: unknown, root: strin
       if (valueAt(input, issue.path) === undefined) {
         return { loc, msg: 'field required', type: 'value_error.missing' };
       }
-      const expected = issue.expected as string;
-      return { loc, msg: `value is not a valid ${expected}`, type: `type_error.${expected}` };
+      const [type, msg] = PYDANTIC_TYPES[issue.expected as string] ?? [issue.expected as string, issue.message];
+      return { loc, msg, type: `type_error.${type}` };
     }
     return { loc, msg: issue.message, type: 'value_error' };
   });

@@ -13,7 +13,9 @@ describe('the models file', () => {
   };
 
   it('loads the shipped models.json, reading the HTTP backend URL from the environment', () => {
-    const registry = ModelRegistry.load(join(__dirname, '../../models.json'), { LORA_BACKEND_URL: 'http://gpu-box:9000/run' });
+    const registry = ModelRegistry.load(join(__dirname, '../../models.json'), {
+      LORA_BACKEND_URL: 'http://gpu-box:9000/run',
+    });
     expect(registry.legacySubmitModel).toBe('fal-ai/lora');
     expect(registry.get('fal-ai/lora')?.backend).toMatchObject({ kind: 'http', url: 'http://gpu-box:9000/run' });
     expect(registry.get('fal-ai/esrgan')?.backend).toMatchObject({ kind: 'builtin', name: 'esrgan' });
@@ -39,10 +41,18 @@ describe('the models file', () => {
       [{ models: [{ id: 'no-slash', backend: { kind: 'http' } }] }, /field "id": must look like owner\/app/],
       [{ models: [{ id: 'a/b', backend: { kind: 'grpc' } }] }, /model "a\/b", field "backend.kind"/],
       [
-        { models: [{ id: 'a/b', backend: { kind: 'http' } }, { id: 'a/b', backend: { kind: 'http' } }] },
+        {
+          models: [
+            { id: 'a/b', backend: { kind: 'http' } },
+            { id: 'a/b', backend: { kind: 'http' } },
+          ],
+        },
         /duplicate id a\/b/,
       ],
-      [{ legacySubmitModel: 'a/c', models: [{ id: 'a/b', backend: { kind: 'http' } }] }, /legacySubmitModel.*not one of/],
+      [
+        { legacySubmitModel: 'a/c', models: [{ id: 'a/b', backend: { kind: 'http' } }] },
+        /legacySubmitModel.*not one of/,
+      ],
       [{ models: [{ id: 'a/b', backend: { kind: 'http' }, colour: 'red' }] }, /model "a\/b".*colour/],
     ];
     for (const [content, message] of cases) {

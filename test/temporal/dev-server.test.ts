@@ -131,7 +131,8 @@ describe('startDevServer', () => {
   });
 
   test('when the CLI exits before it is ready, the rejection carries its own error output', async () => {
-    const blocker: Server = createServer();
+    // Hangs up on every connection, so the readiness probe cannot keep a socket open on it.
+    const blocker: Server = createServer((socket) => socket.destroy());
     await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
     const takenPort = (blocker.address() as { port: number }).port;
     try {

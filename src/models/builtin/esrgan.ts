@@ -57,6 +57,8 @@ export function createEsrganModel(options: EsrganOptions): ModelRunner {
       const rgb = await upscale(model, image, ctx);
       const data = await encodePng(rgb, outWidth, outHeight, image.alpha && upscaleAlpha(image, scale));
       ctx.log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      // A request cancelled while the PNG was being packed leaves no orphaned file behind.
+      ctx.signal.throwIfAborted();
       const stored = await ctx.saveFile({ data, contentType: 'image/png', fileName: 'upscaled.png' });
       return { image: { ...stored, width: outWidth, height: outHeight } };
     },
@@ -396,7 +398,7 @@ function planNetwork(model: tf.LayersModel, scale: number): EsrganNetwork {
   return { input: inputLayer.name, output: outputLayer.name, steps, readers };
 }
 
-/** Splits a `height x width` layer input into tiles of about `budget / costPerPixel` pixels. */
+/** Splits a `height x width` layer input into tiles of about `TILE_BUDGET / costPerPixel` pixels. */
 function tilesOf(height: number, width: number, costPerPixel: number): Tile[] {
   const pixels = Math.max(1, Math.floor(TILE_BUDGET / costPerPixel));
   // Full-width bands when a row fits, otherwise equal pieces of one row; even sizes avoid a tiny last tile.
