@@ -9,7 +9,10 @@ export function createLogger(level: string, name: string, pretty = false): Logge
     return pino({
       level,
       name,
-      transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' } },
+      transport: {
+        target: 'pino-pretty',
+        options: { colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' },
+      },
     });
   }
   return pino({ level, name, base: { pid: process.pid } });

@@ -33,10 +33,19 @@ describe('configuration from the environment', () => {
   });
 
   it('requires a TLS certificate and key together', () => {
-    expect(() => loadConfig({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow(/TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH/);
+    expect(() => loadConfig({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow(
+      /TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH/,
+    );
   });
 
   it('parses durations in ms, s, m, h and d', () => {
-    expect(['250', '5s', '5m', '2h', '1d', 'x'].map(parseDuration)).toEqual([250, 5000, 300_000, 7_200_000, 86_400_000, undefined]);
+    expect(['250', '5s', '5m', '2h', '1d', 'x'].map(parseDuration)).toEqual([
+      250,
+      5000,
+      300_000,
+      7_200_000,
+      86_400_000,
+      undefined,
+    ]);
   });
 });

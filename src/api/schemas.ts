@@ -13,7 +13,7 @@ export type SubmitParams = z.infer<typeof SubmitParams>;
 /** Webhook URLs must be absolute http(s) URLs without credentials in them. */
 export const WebhookUrl = z
   .url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' })
-  .refine((u) => !new URL(u).username && !new URL(u).password, 'must not carry credentials');
+  .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), 'must not carry credentials');
 
 export const SubmitQuery = z.object({
   fal_webhook: WebhookUrl.optional(),

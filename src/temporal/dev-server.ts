@@ -231,9 +231,6 @@ export interface WaitForTemporalOptions {
 /**
  * Resolves once the Temporal frontend at `address` answers `DescribeNamespace` for `namespace` (and lists the
  * given search attributes); rejects with the last error after `timeoutMs`.
- *
- * Each attempt uses a fresh connection: a gRPC channel that failed while the server was still starting backs
- * off for seconds before retrying, which would delay readiness far past the moment the port opens.
  */
 export async function waitForTemporal(
   address: string,
@@ -244,27 +241,35 @@ export async function waitForTemporal(
   const deadline = Date.now() + timeoutMs;
   const missing = new Set(options.searchAttributes ?? []);
   let lastError = 'no attempt made';
-  while (Date.now() < deadline) {
-    options.signal?.throwIfAborted();
-    const connection = Connection.lazy({ address });
-    const callDeadline = Math.min(deadline, Date.now() + 3_000);
-    const call = <T>(fn: () => Promise<T>): Promise<T> =>
-      connection.withDeadline(callDeadline, () =>
-        options.signal ? connection.withAbortSignal(options.signal, fn) : fn(),
-      );
-    try {
-      await call(() => connection.workflowService.describeNamespace({ namespace }));
-      if (missing.size === 0) return;
-      const { customAttributes } = await call(() => connection.operatorService.listSearchAttributes({ namespace }));
-      for (const name of Object.keys(customAttributes ?? {})) missing.delete(name);
-      if (missing.size === 0) return;
-      lastError = `search attributes not registered yet: ${[...missing].join(', ')}`;
-    } catch (err) {
-      lastError = errorMessage(err);
-    } finally {
-      await connection.close();
+  let connection: Connection | undefined;
+  try {
+    while (Date.now() < deadline) {
+      options.signal?.throwIfAborted();
+      const current = (connection ??= Connection.lazy({ address }));
+      const callDeadline = Math.min(deadline, Date.now() + 3_000);
+      const call = <T>(fn: () => Promise<T>): Promise<T> =>
+        current.withDeadline(callDeadline, () => (options.signal ? current.withAbortSignal(options.signal, fn) : fn()));
+      try {
+        await call(() => current.workflowService.describeNamespace({ namespace }));
+        if (missing.size === 0) return;
+        const { customAttributes } = await call(() => current.operatorService.listSearchAttributes({ namespace }));
+        for (const name of Object.keys(customAttributes ?? {})) missing.delete(name);
+        if (missing.size === 0) return;
+        lastError = `search attributes not registered yet: ${[...missing].join(', ')}`;
+      } catch (err) {
+        lastError = errorMessage(err);
+        // A refused connection leaves no socket behind, and a fresh channel skips grpc-js's reconnect backoff,
+        // which would otherwise delay readiness by seconds. Other failures keep the channel: grpc-js does not
+        // release a socket whose handshake is still pending, so new channels would pile them up.
+        if (isGrpcUnavailable(err)) {
+          connection = undefined;
+          await current.close();
+        }
+      }
+      await sleep(Math.max(0, Math.min(250, deadline - Date.now())), undefined, { signal: options.signal });
     }
-    await sleep(Math.max(0, Math.min(250, deadline - Date.now())), undefined, { signal: options.signal });
+  } finally {
+    await connection?.close();
   }
   throw new Error(`Temporal at ${address} (namespace ${namespace}) not ready after ${timeoutMs} ms: ${lastError}`);
 }
@@ -302,6 +307,11 @@ function connectHost(ip: string): string {
 
 function formatAddress(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** gRPC status 14: nothing answered at the address (yet). */
+function isGrpcUnavailable(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && err.code === 14;
 }
 
 // Duck-typed rather than `instanceof Error`: under jest, errors can come from another realm.

@@ -17,6 +17,12 @@ const PINO_LEVEL: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'
 export function installTemporalRuntime(logger: Logger, level: LogLevel = 'WARN'): void {
   Runtime.install({
     shutdownSignals: [],
-    logger: new DefaultLogger(level, ({ level: l, message, meta }) => logger[PINO_LEVEL[l]](meta ?? {}, message)),
+    logger: new DefaultLogger(level, ({ level: l, message, meta }) => {
+      if (EXPECTED.has(message)) return;
+      logger[PINO_LEVEL[l]](meta ?? {}, message);
+    }),
   });
 }
+
+// Model runner workers have no workflows by design; the SDK warns about it on every start.
+const EXPECTED = new Set(['No workflows registered, not polling for workflow tasks']);

@@ -75,7 +75,7 @@ describe('bad input at the HTTP edge', () => {
     await expectError(await stack.api('/nothing/here/at/all/really'), 404, { detail: 'Not found' });
   });
 
-  it("shows a request only to its owner and only under its own app", async () => {
+  it('shows a request only to its owner and only under its own app', async () => {
     const { request_id } = await submitJson(stack, `/${APP}`, { hello: 'world' });
     await waitCompleted(stack, APP, request_id);
     const mine = await stack.api(`/${APP}/requests/${request_id}`);
@@ -84,10 +84,14 @@ describe('bad input at the HTTP edge', () => {
     for (const path of [`/${APP}/requests/${request_id}`, `/${APP}/requests/${request_id}/status`]) {
       await expectError(await stack.api(path, { key: OTHER_KEY }), 404, { detail: 'Request not found' });
     }
-    await expectError(await stack.api(`/${APP}/requests/${request_id}/cancel`, { method: 'PUT', key: OTHER_KEY }), 404, {
-      detail: 'Request not found',
-      status: 'NOT_FOUND',
-    });
+    await expectError(
+      await stack.api(`/${APP}/requests/${request_id}/cancel`, { method: 'PUT', key: OTHER_KEY }),
+      404,
+      {
+        detail: 'Request not found',
+        status: 'NOT_FOUND',
+      },
+    );
     await expectError(await stack.api(`/acme/other/requests/${request_id}`), 404, { detail: 'Request not found' });
   });
 
@@ -95,11 +99,14 @@ describe('bad input at the HTTP edge', () => {
     const client = new Client({ connection });
     const query = `TaskQueue = "${stack.config.temporal.taskQueue}"`;
     const before = (await client.workflow.count(query)).count;
-    await post(`/${APP}`, '{"broken', json);
-    await post(`/${APP}`, '[]', json);
-    await post(`/${APP}?fal_webhook=nope`, '{}', json);
-    await post('/acme/nope', '{}', json);
-    await post(`/${APP}`, '{}', json, null);
+    const rejected = await Promise.all([
+      post(`/${APP}`, '{"broken', json),
+      post(`/${APP}`, '[]', json),
+      post(`/${APP}?fal_webhook=nope`, '{}', json),
+      post('/acme/nope', '{}', json),
+      post(`/${APP}`, '{}', json, null),
+    ]);
+    expect(rejected.map((r) => r.status)).toEqual([400, 422, 422, 404, 401]);
     await submitJson(stack, `/${APP}`, { ok: 1 });
     // Visibility is eventually consistent; give it a moment before counting.
     await new Promise((r) => setTimeout(r, 1500));

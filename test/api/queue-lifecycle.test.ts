@@ -110,7 +110,9 @@ describe('a request through the queue: status, result, cancel', () => {
     await statusIs(running.request_id, 'IN_PROGRESS');
     const cancel = await stack.api(`/${APP}/requests/${running.request_id}/cancel`, { method: 'PUT' });
     expect(cancel.status).toBe(202);
-    await eventually(async () => (backend.aborted.some((b) => (b as { n?: string }).n === 'abort-me') ? true : undefined));
+    await eventually(async () =>
+      backend.aborted.some((b) => (b as { n?: string }).n === 'abort-me') ? true : undefined,
+    );
     const done = await statusIs(running.request_id, 'COMPLETED');
     expect(done.body.error_type).toBe('cancelled');
     const result = await stack.api(`/${APP}/requests/${running.request_id}`);

@@ -3,7 +3,11 @@ import { InputValidationError } from '../../src/errors';
 import { parseInput } from '../../src/models/input-validation';
 
 describe('validation errors in the FastAPI/pydantic shape fal clients parse', () => {
-  const Schema = z.object({ model_name: z.string(), steps: z.number().int().positive().optional(), tags: z.array(z.string()).optional() });
+  const Schema = z.object({
+    model_name: z.string(),
+    steps: z.number().int().positive().optional(),
+    tags: z.array(z.string()).optional(),
+  });
 
   const detailOf = (input: unknown) => {
     try {

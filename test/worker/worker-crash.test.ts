@@ -54,7 +54,9 @@ describe('a worker killed with SIGKILL in the middle of an inference', () => {
     expect(status.error).toBeUndefined();
     const result = await stack.api(`/${APP}/requests/${request_id}`);
     expect(await result.json()).toEqual({ survived: true });
-    const delivered = await eventually(async () => receiver.requests.find((r) => (r.json as { request_id?: string })?.request_id === request_id));
+    const delivered = await eventually(async () =>
+      receiver.requests.find((r) => (r.json as { request_id?: string })?.request_id === request_id),
+    );
     expect(delivered.json).toMatchObject({ status: 'OK', payload: { survived: true } });
   });
 });
