@@ -1,15 +1,21 @@
 # syntax=docker/dockerfile:1
-# One image for the API, the control worker and model runners; the command picks the role.
+# One image for the API, the control worker and model runners; the command picks the role
+# (docker-compose.yml: `node dist/server.js` or `node dist/worker.js`).
 
-FROM node:20-bookworm-slim AS build
+# 1. Dependencies, dev ones included: the build needs TypeScript and webpack.
+FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
+
+# 2. Compile to dist/ and prebuild the workflow bundle (dist/workflow-bundle.js), then drop dev dependencies.
+FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim
+# 3. Runtime: compiled code, production dependencies, the models file. No compiler, no sources.
+FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
@@ -22,5 +28,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json models.json ./
 RUN mkdir -p /data && chown node:node /data
 USER node
-EXPOSE 8080
+VOLUME ["/data"]
+# 8080: the API (PORT); 9464: a worker's /metrics and /healthz (METRICS_PORT).
+EXPOSE 8080 9464
 CMD ["node", "dist/server.js"]

@@ -56,7 +56,9 @@ if (mode === 'start') {
   }
   if (failed.length > 0) console.error(`failed: ${failed.join(', ')}`);
   process.exitCode = failed.length > 0 ? 1 : 0;
+} else if (mode === 'bench' || mode === 'chaos') {
+  process.exitCode = await run(process.execPath, [...tsx, `bench/${mode}.ts`, ...args]);
 } else {
-  console.error('usage: node scripts/bootstrap.mjs start|test [args...]');
+  console.error('usage: node scripts/bootstrap.mjs start|test|bench|chaos [args...]');
   process.exitCode = 2;
 }

@@ -1,5 +1,7 @@
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { parseEgressAllow } from './egress/policy';
 
 /** Default API key for local use; the server warns at start while it is in use. */
 export const LOCAL_DEV_KEY = 'local:local-secret';
@@ -58,7 +60,12 @@ export const EnvSchema = z.object({
   API_KEYS: ApiKeys.prefault(LOCAL_DEV_KEY),
   MAX_BODY_BYTES: positiveInt.default(20 * 1024 * 1024),
 
-  TEMPORAL_ADDRESS: optionalString,
+  TEMPORAL_ADDRESS: optionalString.pipe(
+    z
+      .string()
+      .regex(/^(?!\w+:\/\/)\S+$/, 'must be host:port without a scheme, e.g. temporal.internal:7233')
+      .optional(),
+  ),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_API_KEY: optionalString,
   TEMPORAL_TLS_CERT_PATH: optionalString,
@@ -68,6 +75,10 @@ export const EnvSchema = z.object({
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('fal-queue'),
   TEMPORAL_PORT: port.default(7233),
   TEMPORAL_UI_PORT: port.default(8233),
+  TEMPORAL_SEARCH_ATTRIBUTES: z
+    .enum(['true', 'false', '1', '0'])
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
 
   DATA_DIR: z.string().default('.data'),
   MODELS_FILE: z.string().default('models.json'),
@@ -94,9 +105,33 @@ export const EnvSchema = z.object({
 
   WEBHOOK_SCHEDULE: Schedule.prefault(DEFAULT_WEBHOOK_SCHEDULE),
   WEBHOOK_TIMEOUT_MS: positiveInt.default(15_000),
+  WEBHOOK_MAX_PAYLOAD_BYTES: positiveInt.default(1024 * 1024),
+  WEBHOOK_KEYS_DIR: optionalString,
+  EGRESS_ALLOW: z
+    .string()
+    .default('')
+    .transform((raw, ctx) => {
+      try {
+        return parseEgressAllow(raw);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
 
   INPUT_MAX_BYTES: positiveInt.default(20 * 1024 * 1024),
   INPUT_TIMEOUT_MS: positiveInt.default(30_000),
+
+  COG_WEBHOOK_HOST: z.string().min(1).default('127.0.0.1'),
+  COG_WEBHOOK_PORT: port.default(0),
+  COG_WEBHOOK_URL: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
+
+  FILE_EXPIRATION_SECONDS: z.coerce.number().int().min(0).default(604_800),
+  FILE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),
+  STATUS_STREAM_POLL_MS: positiveInt.default(500),
+  STATUS_STREAM_KEEPALIVE_MS: positiveInt.max(10_000).default(5_000),
+
+  METRICS_PORT: optionalString.pipe(z.coerce.number<string | undefined>().int().min(0).max(65535).optional()),
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -120,6 +155,8 @@ export interface Config {
     taskQueue: string;
     devServerPort: number;
     devServerUiPort: number;
+    /** Whether requests carry the search attributes of `src/observability/search-attributes.ts` (they must be registered). */
+    searchAttributes: boolean;
   };
   dataDir: string;
   modelsFile: string;
@@ -133,9 +170,30 @@ export interface Config {
     maxConcurrentWorkflowTasks: number;
     maxConcurrentActivities: number;
   };
-  webhook: { scheduleMs: number[]; attemptTimeoutMs: number };
+  webhook: {
+    scheduleMs: number[];
+    attemptTimeoutMs: number;
+    /** Largest `payload` (as JSON) a webhook carries; over it the body says `payload_error`. */
+    maxPayloadBytes: number;
+    /** Signing keys and the Standard Webhooks master secret (generated when missing). */
+    keysDir: string;
+  };
+  /** Extra destinations (CIDRs, IPs, host names) that webhooks and model input URLs may reach. */
+  egress: { allow: string[] };
   inputs: { maxBytes: number; timeoutMs: number };
+  /** Where a runner listens for the log webhooks of the Cog servers it calls (`cog` backends). */
+  cogWebhook: { host: string; port: number; publicUrl?: string };
+  files: {
+    /** Lifetime of a stored file (output or upload) whose request names none; 0 = kept forever. */
+    expiresInSeconds: number;
+    /** Time between two runs of the sweeper schedule that deletes expired files. */
+    sweepEveryMs: number;
+  };
+  /** The SSE status stream: how often a watched request is read, and the longest silence between events. */
+  statusStream: { pollMs: number; keepAliveMs: number };
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
+  /** Port of the worker's own `/metrics` and `/healthz` server; undefined = none (the API serves `/metrics` anyway). */
+  metricsPort?: number;
 }
 
 /** Thrown when the environment does not describe a valid configuration; the message names each bad variable. */
@@ -155,6 +213,13 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
   if (Boolean(e.TEMPORAL_TLS_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_KEY_PATH)) {
     throw new ConfigError('Invalid configuration:\n  TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH go together');
   }
+  if (e.TEMPORAL_TLS_SERVER_NAME && !tlsGiven && !e.TEMPORAL_API_KEY) {
+    throw new ConfigError(
+      'Invalid configuration:\n  TEMPORAL_TLS_SERVER_NAME only applies over TLS: set TEMPORAL_TLS_CA_PATH, the client certificate pair or TEMPORAL_API_KEY',
+    );
+  }
+  const tlsFile = (name: 'TEMPORAL_TLS_CERT_PATH' | 'TEMPORAL_TLS_KEY_PATH' | 'TEMPORAL_TLS_CA_PATH') =>
+    e[name] === undefined ? undefined : readablePem(name, resolve(cwd, e[name]));
   return {
     http: { host: e.HOST, port: e.PORT, publicBaseUrl: e.PUBLIC_BASE_URL, maxBodyBytes: e.MAX_BODY_BYTES },
     apiKeys: e.API_KEYS,
@@ -162,17 +227,19 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,
       apiKey: e.TEMPORAL_API_KEY,
-      tls: tlsGiven
-        ? {
-            certPath: e.TEMPORAL_TLS_CERT_PATH,
-            keyPath: e.TEMPORAL_TLS_KEY_PATH,
-            caPath: e.TEMPORAL_TLS_CA_PATH,
-            serverName: e.TEMPORAL_TLS_SERVER_NAME,
-          }
-        : undefined,
+      tls:
+        tlsGiven || e.TEMPORAL_TLS_SERVER_NAME
+          ? {
+              certPath: tlsFile('TEMPORAL_TLS_CERT_PATH'),
+              keyPath: tlsFile('TEMPORAL_TLS_KEY_PATH'),
+              caPath: tlsFile('TEMPORAL_TLS_CA_PATH'),
+              serverName: e.TEMPORAL_TLS_SERVER_NAME,
+            }
+          : undefined,
       taskQueue: e.TEMPORAL_TASK_QUEUE,
       devServerPort: e.TEMPORAL_PORT,
       devServerUiPort: e.TEMPORAL_UI_PORT,
+      searchAttributes: e.TEMPORAL_SEARCH_ATTRIBUTES,
     },
     dataDir: resolve(cwd, e.DATA_DIR),
     modelsFile: resolve(cwd, e.MODELS_FILE),
@@ -184,10 +251,37 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
       maxConcurrentWorkflowTasks: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
       maxConcurrentActivities: e.WORKER_MAX_CONCURRENT_ACTIVITIES,
     },
-    webhook: { scheduleMs: e.WEBHOOK_SCHEDULE, attemptTimeoutMs: e.WEBHOOK_TIMEOUT_MS },
+    webhook: {
+      scheduleMs: e.WEBHOOK_SCHEDULE,
+      attemptTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      maxPayloadBytes: e.WEBHOOK_MAX_PAYLOAD_BYTES,
+      keysDir: resolve(cwd, e.WEBHOOK_KEYS_DIR ?? join(e.DATA_DIR, 'webhook-keys')),
+    },
+    egress: { allow: e.EGRESS_ALLOW },
     inputs: { maxBytes: e.INPUT_MAX_BYTES, timeoutMs: e.INPUT_TIMEOUT_MS },
+    cogWebhook: { host: e.COG_WEBHOOK_HOST, port: e.COG_WEBHOOK_PORT, publicUrl: e.COG_WEBHOOK_URL },
+    files: { expiresInSeconds: e.FILE_EXPIRATION_SECONDS, sweepEveryMs: e.FILE_SWEEP_INTERVAL_MS },
+    statusStream: { pollMs: e.STATUS_STREAM_POLL_MS, keepAliveMs: e.STATUS_STREAM_KEEPALIVE_MS },
     logLevel: e.LOG_LEVEL,
+    metricsPort: e.METRICS_PORT,
   };
+}
+
+/**
+ * A TLS file must exist and hold PEM when the process starts, not when the first connection is
+ * made: the message names the variable, so a wrong mount is obvious.
+ */
+function readablePem(name: string, path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration:\n  ${name}: cannot read ${path} (${(err as Error).message})`);
+  }
+  if (!text.includes('-----BEGIN ')) {
+    throw new ConfigError(`Invalid configuration:\n  ${name}: ${path} is not a PEM file (no "-----BEGIN" line)`);
+  }
+  return path;
 }
 
 /** The base URL clients reach the API at, when none is configured. */

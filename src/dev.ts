@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { LOCAL_DEV_KEY, loadConfig } from './config';
 import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
+import { SEARCH_ATTRIBUTE_CLI_TYPES } from './observability/search-attributes';
 import { startServer } from './server';
 import { ensureTemporalCli } from './temporal/cli';
 import { startDevServer, type DevServer } from './temporal/dev-server';
@@ -9,13 +10,25 @@ import { startWorkers } from './worker';
 import { installTemporalRuntime } from './temporal/runtime';
 
 /**
+ * What `npm start` lets webhooks and model inputs reach when EGRESS_ALLOW is unset: this machine's
+ * loopback, so a receiver or an image server on localhost works out of the box. Only here: the API,
+ * the worker and the containers refuse every non-public address unless EGRESS_ALLOW says otherwise.
+ */
+const DEV_EGRESS_ALLOW = '127.0.0.0/8,::1,localhost';
+
+/**
  * `npm start`: everything on one machine. Starts the Temporal dev server (unless TEMPORAL_ADDRESS
  * points at a cluster), the workers with every model of the registry, and the API.
  */
 async function main(): Promise<void> {
   const projectRoot = resolve(__dirname, '..');
-  const config = loadConfig(process.env);
+  const config = loadConfig({ EGRESS_ALLOW: DEV_EGRESS_ALLOW, ...process.env });
   const logger = createLogger(config.logLevel, 'dev', process.stdout.isTTY);
+  if (process.env.EGRESS_ALLOW === undefined) {
+    logger.info(
+      `webhooks and *_url inputs may reach loopback (EGRESS_ALLOW=${DEV_EGRESS_ALLOW}); set EGRESS_ALLOW= to refuse it`,
+    );
+  }
   const registry = ModelRegistry.load(config.modelsFile, process.env);
   installTemporalRuntime(logger);
 
@@ -28,6 +41,7 @@ async function main(): Promise<void> {
       port: config.temporal.devServerPort,
       uiPort: config.temporal.devServerUiPort,
       namespace: config.temporal.namespace,
+      searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
     });
     config.temporal.address = temporal.address;
     logger.info({ address: temporal.address, ui: temporal.uiUrl }, 'Temporal dev server ready');

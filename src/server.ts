@@ -4,18 +4,28 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { Logger } from 'pino';
+import type { Express } from 'express';
 import { createApp } from './api/app';
+import { StatusWatchers } from './api/status-watchers';
 import { RequestsClient } from './client/requests';
 import { LOCAL_DEV_KEY, loadConfig, type Config } from './config';
 import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
+import { processMetrics } from './observability/metrics';
+import { assertSearchAttributes, checkTemporalReady, queueDepthProbe } from './observability/temporal-checks';
 import { LocalFileStore } from './storage/file-store';
-import { temporalConnectionOptions } from './temporal/connection';
+import { connectToTemporal } from './temporal/connection';
+import { WebhookDeliveries } from './webhooks/deliveries';
+import { WebhookKeys } from './webhooks/keys';
 
 export interface RunningServer {
   /** Where it listens, e.g. `http://127.0.0.1:8080`. */
   url: string;
   server: Server;
+  /** The Express app it serves (tests walk its routes). */
+  app: Express;
+  /** The polls behind open status streams and synchronous runs (one per watched request). */
+  statusWatchers: StatusWatchers;
   stop(): Promise<void>;
 }
 
@@ -26,21 +36,57 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
       `API_KEYS is unset: accepting the local development key "${LOCAL_DEV_KEY}"; set API_KEYS in production`,
     );
   }
-  const connection = await Connection.connect(temporalConnectionOptions(config.temporal));
+  const connection = await connectToTemporal(config.temporal, (options) => Connection.connect(options));
   const client = new Client({ connection, namespace: config.temporal.namespace });
+  if (config.temporal.searchAttributes) {
+    await assertSearchAttributes(connection, config.temporal.namespace).catch(async (err: unknown) => {
+      await connection.close();
+      throw err;
+    });
+  }
+  const metrics = processMetrics();
+  const removeQueueProbe = metrics.addQueueProbe(
+    queueDepthProbe(connection, {
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      registry,
+      searchAttributes: config.temporal.searchAttributes,
+    }),
+  );
   const requests = new RequestsClient(client, {
     taskQueue: config.temporal.taskQueue,
     registry,
-    webhook: { scheduleMs: config.webhook.scheduleMs, attemptTimeoutMs: config.webhook.attemptTimeoutMs },
+    searchAttributes: config.temporal.searchAttributes,
+    metrics,
+    webhook: {
+      scheduleMs: config.webhook.scheduleMs,
+      attemptTimeoutMs: config.webhook.attemptTimeoutMs,
+      maxPayloadBytes: config.webhook.maxPayloadBytes,
+    },
   });
+  const webhookKeys = await WebhookKeys.open(config.webhook.keysDir);
+  const webhooks = new WebhookDeliveries(client, {
+    taskQueue: config.temporal.taskQueue,
+    attemptTimeoutMs: config.webhook.attemptTimeoutMs,
+  });
+  const watchers = new StatusWatchers(requests, { pollMs: config.statusStream.pollMs, logger });
   const app = createApp({
+    metrics,
+    readiness: () => checkTemporalReady(connection, config.temporal.namespace, 2_000),
     requests,
     registry,
-    fileStore: new LocalFileStore(join(config.dataDir, 'files'), ''),
+    fileStore: new LocalFileStore(join(config.dataDir, 'files'), '', {
+      defaultExpiresInSeconds: config.files.expiresInSeconds,
+    }),
     apiKeys: config.apiKeys,
     logger,
     maxBodyBytes: config.http.maxBodyBytes,
     publicBaseUrl: config.http.publicBaseUrl,
+    watchers,
+    streamKeepAliveMs: config.statusStream.keepAliveMs,
+    maxUploadBytes: config.inputs.maxBytes,
+    webhooks,
+    webhookKeys,
   });
   const server = app.listen(config.http.port, config.http.host);
   await once(server, 'listening');
@@ -51,12 +97,17 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
   return {
     url,
     server,
+    app,
+    statusWatchers: watchers,
     stop() {
       stopping ??= (async () => {
+        // Ends open status streams and synchronous waits, which would otherwise hold the server open.
+        watchers.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
         });
+        removeQueueProbe();
         await connection.close();
       })();
       return stopping;

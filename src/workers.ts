@@ -2,7 +2,16 @@ import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption
 import type { Logger } from 'pino';
 import { createActivities, type ActivityDeps } from './activities';
 import type { Config } from './config';
-import { modelTaskQueue, type ModelRegistry } from './models/registry';
+import { modelTaskQueue, runnerConcurrency, type ModelRegistry } from './models/registry';
+import { workflowInterceptorModules, type WorkerObservability } from './observability/worker-observability';
+
+/** The module that exports every workflow (`Worker.create({ workflowsPath })` / `bundleWorkflowCode`). */
+export const workflowsPath: string = require.resolve('./workflows');
+
+/** What `bundleWorkflowCode` needs for our workflows, interceptors included (they report request ends as metrics). */
+export function workflowBundleOptions(): { workflowsPath: string; workflowInterceptorModules: string[] } {
+  return { workflowsPath, workflowInterceptorModules };
+}
 
 export interface WorkerSetOptions {
   connection: NativeConnection;
@@ -14,11 +23,13 @@ export interface WorkerSetOptions {
   workflowBundle: WorkflowBundleOption;
   /** Which queues to poll and how hard. */
   tuning: Config['worker'];
+  /** Metrics and request-scoped logs (see `workerObservability`); omitted = none. */
+  observability?: WorkerObservability;
 }
 
 /**
  * One worker for the control queue and one per served model, each model's on its own task queue so
- * runners can live on any host and `concurrency` caps runs of that model per process.
+ * runners can live on any host; `runnerConcurrency` caps the runs one process takes on.
  */
 export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]> {
   const activities = createActivities(options.activityDeps);
@@ -30,7 +41,9 @@ export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]
         ...common,
         taskQueue: options.taskQueue,
         workflowBundle: options.workflowBundle,
-        activities: { deliverWebhook: activities.deliverWebhook },
+        interceptors: options.observability?.interceptors,
+        sinks: options.observability?.sinks,
+        activities: { deliverWebhook: activities.deliverWebhook, sweepExpiredFiles: activities.sweepExpiredFiles },
         maxCachedWorkflows: options.tuning.maxCachedWorkflows,
         maxConcurrentWorkflowTaskExecutions: options.tuning.maxConcurrentWorkflowTasks,
         maxConcurrentActivityTaskExecutions: options.tuning.maxConcurrentActivities,
@@ -44,7 +57,8 @@ export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]
         ...common,
         taskQueue: modelTaskQueue(options.taskQueue, model.id),
         activities: { runInference: activities.runInference },
-        maxConcurrentActivityTaskExecutions: model.concurrency,
+        interceptors: options.observability?.interceptors,
+        maxConcurrentActivityTaskExecutions: runnerConcurrency(model),
         // Heartbeats carry the run's logs and its cancellation; 1 s keeps both prompt.
         maxHeartbeatThrottleInterval: '1s',
         defaultHeartbeatThrottleInterval: '1s',
@@ -61,7 +75,7 @@ export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]
 export async function loadWorkflowBundle(path: string | undefined, logger: Logger): Promise<WorkflowBundleOption> {
   if (path) return { codePath: path };
   logger.info('bundling workflow code (set WORKFLOW_BUNDLE_PATH to a prebuilt bundle to skip this)');
-  return bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: quietBundlerLogger(logger) });
+  return bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger(logger) });
 }
 
 function quietBundlerLogger(logger: Logger) {
@@ -75,12 +89,21 @@ function quietBundlerLogger(logger: Logger) {
   };
 }
 
-/** The models named by WORKER_MODELS, refusing names the registry does not know. */
+/**
+ * The models named by WORKER_MODELS, refusing names the registry does not know. Models of backend kind
+ * `temporal` are never served here: an external worker polls their task queue, and a worker of ours on
+ * the same queue would take their runs.
+ */
 function modelsToServe(registry: ModelRegistry, wanted: readonly string[] | '*') {
-  if (wanted === '*') return registry.list();
+  if (wanted === '*') return registry.list().filter((model) => model.backend.kind !== 'temporal');
   return wanted.map((id) => {
     const model = registry.get(id);
     if (!model) throw new Error(`WORKER_MODELS names ${id}, which is not in the models file`);
+    if (model.backend.kind === 'temporal') {
+      throw new Error(
+        `WORKER_MODELS names ${id}, whose backend kind is "temporal": its runner is an external Temporal worker`,
+      );
+    }
     return model;
   });
 }

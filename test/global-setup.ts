@@ -2,8 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
+import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server';
+import { workflowBundleOptions } from '../src/workers';
 
 declare global {
   var __TEMPORAL_DEV_SERVER__: DevServer | undefined;
@@ -18,8 +20,14 @@ export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fal-queue-test-'));
   const cliPath = await ensureTemporalCli({ projectRoot, log: (line) => console.log(line) });
   const [server, bundle] = await Promise.all([
-    startDevServer({ cliPath, dbFile: join(dir, 'temporal.db'), port: 0, uiPort: false }),
-    bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: silentLogger }),
+    startDevServer({
+      cliPath,
+      dbFile: join(dir, 'temporal.db'),
+      port: 0,
+      uiPort: false,
+      searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
+    }),
+    bundleWorkflowCode({ ...workflowBundleOptions(), logger: silentLogger }),
   ]);
   const bundlePath = join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, bundle.code);

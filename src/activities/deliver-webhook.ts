@@ -1,11 +1,17 @@
+import { Context } from '@temporalio/activity';
 import type { WebhookBody } from '../domain/request';
+import type { EgressFetch } from '../egress/agent';
+import type { WebhookSigner } from '../webhooks/signing';
 
 export interface DeliverWebhookInput {
   requestId: string;
+  owner: string;
   url: string;
-  body: WebhookBody;
-  /** 1-based number of this attempt, for the receiver's logs. */
+  /** 1-based number of this attempt in the delivery log. */
   attempt: number;
+  timeoutMs: number;
+  /** The body, when small enough to travel through history; otherwise read from the delivery's input. */
+  body?: WebhookBody;
 }
 
 /** What one delivery attempt saw; the workflow decides what comes next from it. */
@@ -19,26 +25,45 @@ export interface DeliveryAttemptResult {
   retryAfterMs?: number;
 }
 
+/** The run of the delivery workflow an attempt belongs to. */
+export interface DeliveryExecution {
+  workflowId: string;
+  runId: string;
+}
+
 export interface DeliverWebhookDeps {
-  attemptTimeoutMs: number;
   userAgent: string;
+  /** A fetch that refuses private and other non-public addresses (see `src/egress`). */
+  fetch: EgressFetch;
+  signer: WebhookSigner;
+  /** Reads the body from the input of the delivery run, for bodies too large to pass to every attempt. */
+  loadBody(execution: DeliveryExecution): Promise<WebhookBody>;
 }
 
 /**
- * Builds the `deliverWebhook` activity: one POST, never following redirects. HTTP outcomes are
- * returned, not thrown: the retry schedule lives in the workflow, where every attempt is recorded.
+ * Builds the `deliverWebhook` activity: one signed POST, never following redirects. HTTP outcomes
+ * are returned, not thrown: the retry schedule lives in the workflow, where every attempt is recorded.
+ * Signing happens here, so no secret ever enters workflow history.
  */
 export function createDeliverWebhook(deps: DeliverWebhookDeps) {
-  return async function deliverWebhook({ url, body }: DeliverWebhookInput): Promise<DeliveryAttemptResult> {
+  return async function deliverWebhook(input: DeliverWebhookInput): Promise<DeliveryAttemptResult> {
+    const body = input.body ?? (await deps.loadBody(deliveryExecution()));
+    const raw = JSON.stringify(body);
+    const signature = await deps.signer.headers({
+      requestId: input.requestId,
+      owner: input.owner,
+      body: raw,
+      timestamp: Math.floor(Date.now() / 1000),
+    });
     const started = performance.now();
     const latency = () => Math.round(performance.now() - started);
     try {
-      const response = await fetch(url, {
+      const response = await deps.fetch(input.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'user-agent': deps.userAgent },
-        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', 'user-agent': deps.userAgent, ...signature },
+        body: raw,
         redirect: 'manual',
-        signal: AbortSignal.timeout(deps.attemptTimeoutMs),
+        signal: AbortSignal.timeout(input.timeoutMs),
       });
       // The body is not needed, but reading it lets the connection be reused.
       await response.arrayBuffer().catch(() => undefined);
@@ -54,10 +79,16 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
       };
     } catch (err) {
       const error = err as Error;
-      const message = error.name === 'TimeoutError' ? `timed out after ${deps.attemptTimeoutMs} ms` : describe(error);
+      const message = error.name === 'TimeoutError' ? `timed out after ${input.timeoutMs} ms` : describe(error);
       return { delivered: false, error: message, latencyMs: latency() };
     }
   };
+}
+
+function deliveryExecution(): DeliveryExecution {
+  const execution = Context.current().info.workflowExecution;
+  if (!execution) throw new Error('deliverWebhook without a body must run inside a delivery workflow');
+  return execution;
 }
 
 /** `Retry-After` is either seconds or an HTTP date. */
@@ -68,7 +99,9 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/** fetch says only "fetch failed"; the useful part (ECONNREFUSED, an egress refusal, ...) is in `cause`. */
 function describe(error: Error): string {
   const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code === 'EGRESS_REFUSED') return cause.message ?? error.message;
   return cause?.code ? `${cause.code}: ${cause.message ?? error.message}` : error.message;
 }

@@ -1,5 +1,6 @@
 import { createDeliverWebhook, type DeliverWebhookDeps } from './deliver-webhook';
 import { createRunInference, type RunInferenceDeps } from './run-inference';
+import { createSweepExpiredFiles } from './sweep-files';
 
 export type ActivityDeps = RunInferenceDeps & { webhook: DeliverWebhookDeps };
 
@@ -8,9 +9,11 @@ export function createActivities(deps: ActivityDeps) {
   return {
     runInference: createRunInference(deps),
     deliverWebhook: createDeliverWebhook(deps.webhook),
+    sweepExpiredFiles: createSweepExpiredFiles(deps.fileStore),
   };
 }
 
 export type Activities = ReturnType<typeof createActivities>;
 export type { RunInferenceInput, InferenceResult, InferenceFailureDetails, InferenceHeartbeat } from './run-inference';
 export type { DeliverWebhookInput, DeliveryAttemptResult } from './deliver-webhook';
+export type { SweepExpiredFilesInput, SweepResult } from './sweep-files';

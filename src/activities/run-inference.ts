@@ -8,6 +8,8 @@ export interface RunInferenceInput {
   requestId: string;
   modelId: string;
   input: unknown;
+  /** Lifetime of the files this run stores; undefined = the file store's default. */
+  fileExpiresInSeconds?: number;
 }
 
 export interface InferenceResult {
@@ -40,7 +42,12 @@ const HEARTBEAT_EVERY_MS = 1000;
 
 /** Builds the `runInference` activity: dispatches to the model's runner, reporting logs as heartbeats. */
 export function createRunInference(deps: RunInferenceDeps) {
-  return async function runInference({ requestId, modelId, input }: RunInferenceInput): Promise<InferenceResult> {
+  return async function runInference({
+    requestId,
+    modelId,
+    input,
+    fileExpiresInSeconds,
+  }: RunInferenceInput): Promise<InferenceResult> {
     const ctx = Context.current();
     const runner = deps.runners.get(modelId);
     if (!runner) {
@@ -62,7 +69,7 @@ export function createRunInference(deps: RunInferenceDeps) {
       requestId,
       signal: ctx.cancellationSignal,
       log,
-      saveFile: (file) => deps.fileStore.save(file),
+      saveFile: (file) => deps.fileStore.save(file, { expiresInSeconds: fileExpiresInSeconds }),
       fetchInput: (url) => deps.fetchInput(url, ctx.cancellationSignal),
     };
     const started = performance.now();

@@ -17,6 +17,8 @@ export const WebhookUrl = z
 
 export const SubmitQuery = z.object({
   fal_webhook: WebhookUrl.optional(),
+  /** Refuse the submit (429) when this many requests of the model already wait. */
+  fal_max_queue_length: z.coerce.number().int().min(0).optional(),
 });
 export type SubmitQuery = z.infer<typeof SubmitQuery>;
 
@@ -42,3 +44,58 @@ export type StatusQuery = z.infer<typeof StatusQuery>;
 
 export const FileParams = z.object({ fileId: z.string(), fileName: z.string() });
 export type FileParams = z.infer<typeof FileParams>;
+
+/**
+ * fal's object lifecycle preference, a JSON header: `{"expiration_duration_seconds": N}` sets how long
+ * the files a request (or an upload) stores are kept. Other keys fal knows (`initial_acl`) are ignored.
+ */
+export const ObjectLifecycle = z
+  .string()
+  .transform((raw, ctx) => {
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be JSON like {"expiration_duration_seconds": 3600}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.object({ expiration_duration_seconds: z.number().int().positive().optional() }));
+export type ObjectLifecycle = z.infer<typeof ObjectLifecycle>;
+
+/** fal's boolean headers: `1|true|yes` or `0|false|no`, any case. */
+const HeaderFlag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(['1', 'true', 'yes', '0', 'false', 'no'], { error: 'must be one of 1, true, yes, 0, false, no' }))
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+
+/** Headers of a submit (queue or synchronous run) beyond the API key. */
+export const SubmitHeaders = z.object({
+  /** `low` starts only when no `normal` request of the model is waiting. */
+  'x-fal-queue-priority': z.enum(['normal', 'low']).optional(),
+  /** Seconds the request may wait to start; then it ends with a 504 timeout. */
+  'x-fal-request-timeout': z.coerce.number().positive().optional(),
+  /** A run that fails is not attempted again. */
+  'x-fal-no-retry': HeaderFlag.optional(),
+  /** The same key from the same owner for the same model returns the same request instead of a second run. */
+  'idempotency-key': z.string().min(1).max(255).optional(),
+  'x-fal-object-lifecycle-preference': ObjectLifecycle.optional(),
+});
+export type SubmitHeaders = z.infer<typeof SubmitHeaders>;
+
+/** `POST /storage/upload/initiate` */
+export const UploadInitiateBody = z.object({
+  content_type: z.string().min(1).max(255).default('application/octet-stream'),
+  file_name: z.string().min(1).max(1000).default('file'),
+});
+export type UploadInitiateBody = z.infer<typeof UploadInitiateBody>;
+
+export const UploadHeaders = z.object({ 'x-fal-object-lifecycle': ObjectLifecycle.optional() });
+export type UploadHeaders = z.infer<typeof UploadHeaders>;
+
+/** `PUT /storage/upload/{fileId}?token=...` */
+export const UploadParams = z.object({ fileId: z.string().min(1).max(100) });
+export type UploadParams = z.infer<typeof UploadParams>;
+export const UploadQuery = z.object({ token: z.string().min(1).max(200) });
+export type UploadQuery = z.infer<typeof UploadQuery>;

@@ -1,16 +1,20 @@
-import { randomUUID } from 'node:crypto';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { createHash, randomUUID } from 'node:crypto';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { InferenceHeartbeat } from '../activities';
 import { QueueStatus, type LogEntry, type RequestOutcome } from '../domain/request';
-import { modelTaskQueue, type ModelRegistry } from '../models/registry';
+import { concurrencyLimit, modelTaskQueue, type ModelRegistry } from '../models/registry';
 import {
+  QueuePriority,
   cancelledOutcome,
   inferenceRequest,
   progressQuery,
   type InferenceRequestInput,
   type RequestProgress,
 } from '../workflows';
+import { AdmissionClient } from './admission';
+import type { QueueMetrics } from '../observability/metrics';
+import { initialRequestSearchAttributes } from '../observability/search-attributes';
 
 const PendingState = temporal.api.enums.v1.PendingActivityState;
 
@@ -25,6 +29,29 @@ export interface SubmitRequest {
   modelId: string;
   input: unknown;
   webhookUrl?: string;
+  /**
+   * The client's `Idempotency-Key`: a submit repeated with the same key (same owner, same model)
+   * returns the first one's request id instead of starting a second run, for as long as Temporal
+   * retains the first request.
+   */
+  idempotencyKey?: string;
+  /** Lifetime of the files the request stores (fal's `expiration_duration_seconds`); undefined = the default. */
+  fileExpiresInSeconds?: number;
+  /** `x-fal-queue-priority`: `low` starts only when no `normal` request of the model is waiting. */
+  priority?: QueuePriority;
+  /** `x-fal-request-timeout`: seconds the request may wait to start; then it ends with a 504 timeout. */
+  startTimeoutSeconds?: number;
+  /** `fal_max_queue_length`: refuse the submit ({@link QueueFullError}) when this many requests already wait. */
+  maxQueueLength?: number;
+  /** `x-fal-no-retry`: a run that fails is not attempted again. */
+  noRetry?: boolean;
+}
+
+/** What a submit answers with. */
+export interface SubmitResult {
+  requestId: string;
+  /** Requests ahead of it in its model's queue (0 when it got a slot at once). */
+  queuePosition: number;
 }
 
 /** A request as the queue API reports it. */
@@ -37,7 +64,11 @@ export interface RequestsClientOptions {
   /** Task queue of the request workflows (the control queue). */
   taskQueue: string;
   registry: ModelRegistry;
-  webhook: { scheduleMs: number[]; attemptTimeoutMs: number };
+  webhook: InferenceRequestInput['webhook'];
+  /** Start requests with the search attributes of `observability/search-attributes.ts` (they must be registered). */
+  searchAttributes?: boolean;
+  /** Counts accepted submits (`fal_queue_requests_submitted_total`). */
+  metrics?: Pick<QueueMetrics, 'submitted'>;
 }
 
 /**
@@ -45,37 +76,76 @@ export interface RequestsClientOptions {
  * State comes from `describe` (memo, pending activity, heartbeat logs) so a status poll needs no worker.
  */
 export class RequestsClient {
+  private readonly admission: AdmissionClient;
+
   constructor(
     private readonly client: Client,
     private readonly options: RequestsClientOptions,
-  ) {}
+  ) {
+    this.admission = new AdmissionClient(client, options.taskQueue);
+  }
 
-  /** Starts the request's workflow and returns its id. The model must be in the registry. */
-  async submit(req: SubmitRequest): Promise<string> {
+  /**
+   * Takes a place in the model's admission queue (models with a concurrency limit), then starts the request's
+   * workflow. The model must be in the registry.
+   * @throws {@link QueueFullError} when the model's queue is full; then nothing was started.
+   */
+  async submit(req: SubmitRequest): Promise<SubmitResult> {
     const model = this.options.registry.get(req.modelId);
     if (!model) throw new Error(`unknown model ${req.modelId}`);
-    const requestId = randomUUID();
+    const requestId = req.idempotencyKey
+      ? idempotentRequestId(req.owner, req.modelId, req.idempotencyKey)
+      : randomUUID();
+    const limit = concurrencyLimit(model);
+    const place =
+      limit === undefined
+        ? undefined
+        : await this.admission.enqueue(
+            { id: model.id, capacity: limit, queueLimit: model.maxQueueLength },
+            { requestId, priority: req.priority ?? QueuePriority.Normal, maxQueueLength: req.maxQueueLength },
+          );
     const input: InferenceRequestInput = {
       requestId,
       owner: req.owner,
       modelId: req.modelId,
       input: req.input,
       webhookUrl: req.webhookUrl,
+      fileExpiresInSeconds: req.fileExpiresInSeconds,
       model: {
         taskQueue: modelTaskQueue(this.options.taskQueue, model.id),
         timeoutSeconds: model.timeoutSeconds,
         heartbeatTimeoutSeconds: model.heartbeatTimeoutSeconds,
-        maxAttempts: model.maxAttempts,
+        maxAttempts: req.noRetry ? 1 : model.maxAttempts,
       },
       webhook: this.options.webhook,
+      admission: place && { queueWorkflowId: this.admission.workflowId(model.id), admitted: place.admitted },
+      startTimeoutSeconds: req.startTimeoutSeconds,
     };
-    await this.client.workflow.start(inferenceRequest, {
-      workflowId: requestId,
-      taskQueue: this.options.taskQueue,
-      args: [input],
-      memo: { owner: req.owner, modelId: req.modelId } satisfies RequestMemo,
-    });
-    return requestId;
+    try {
+      await this.client.workflow.start(inferenceRequest, {
+        workflowId: requestId,
+        taskQueue: this.options.taskQueue,
+        args: [input],
+        memo: { owner: req.owner, modelId: req.modelId } satisfies RequestMemo,
+        ...(this.options.searchAttributes && {
+          typedSearchAttributes: initialRequestSearchAttributes(req.owner, req.modelId),
+        }),
+        // A repeated key finds the request it named: running (use it) or finished (refuse a second run).
+        ...(req.idempotencyKey && {
+          workflowIdConflictPolicy: 'USE_EXISTING',
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        }),
+      });
+    } catch (err) {
+      // The place taken above belongs to no workflow (or to the finished request a repeated key names).
+      if (place) await this.admission.release(model.id, requestId).catch(() => undefined);
+      if (req.idempotencyKey && err instanceof WorkflowExecutionAlreadyStartedError) {
+        return { requestId, queuePosition: 0 };
+      }
+      throw err;
+    }
+    this.options.metrics?.submitted.inc({ model: model.id });
+    return { requestId, queuePosition: place && !place.admitted ? place.position : 0 };
   }
 
   /**
@@ -114,7 +184,15 @@ export class RequestsClient {
         ? { ...base, status: QueueStatus.InProgress, logs }
         : { ...base, status: QueueStatus.InQueue, queuePosition: 0, logs };
     }
-    // No inference pending: either not scheduled yet or just finished. Only the workflow knows which.
+    // No inference pending: waiting for a slot (models with a limit), about to run, or just finished.
+    const model = this.options.registry.get(memo.modelId);
+    if (model && concurrencyLimit(model) !== undefined) {
+      const place = await this.admission.place(model.id, requestId).catch(() => undefined);
+      if (place?.state === 'waiting') {
+        return { ...base, status: QueueStatus.InQueue, queuePosition: place.position, logs: [] };
+      }
+    }
+    // Only the workflow knows whether it is about to run or has just finished.
     const progress: RequestProgress = await handle.query(progressQuery).catch(() => ({ status: QueueStatus.InQueue }));
     if (progress.status === QueueStatus.Completed && progress.outcome) {
       return { ...base, status: QueueStatus.Completed, outcome: progress.outcome };
@@ -137,6 +215,22 @@ export class RequestsClient {
       return [];
     }
   }
+}
+
+/** Namespace of the name-based (v5) UUIDs of idempotent requests; any fixed UUID would do. */
+const IDEMPOTENCY_NAMESPACE = Buffer.from('6f1c8f3e9b2a4d7c8e5f0a1b2c3d4e5f', 'hex');
+
+/**
+ * The request id an `Idempotency-Key` stands for: a UUIDv5 of owner, model and key, so the same key
+ * always names the same request and never one of another owner or model.
+ */
+export function idempotentRequestId(owner: string, modelId: string, key: string): string {
+  const name = JSON.stringify([owner, modelId, key]);
+  const hash = createHash('sha1').update(IDEMPOTENCY_NAMESPACE).update(name, 'utf8').digest();
+  hash[6] = (hash[6]! & 0x0f) | 0x50;
+  hash[8] = (hash[8]! & 0x3f) | 0x80;
+  const hex = hash.subarray(0, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /** Outcome of a workflow that ended outside our own code paths (terminated or timed out by an operator). */

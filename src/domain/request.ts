@@ -46,6 +46,13 @@ export const RequestErrorType = {
 } as const;
 export type RequestErrorType = (typeof RequestErrorType)[keyof typeof RequestErrorType];
 
+/** Which timeout ended a request, as fal's `X-Fal-Request-Timeout-Type` result header names it. */
+export const RequestTimeoutType = {
+  /** The client's own `x-fal-request-timeout`: the request did not start in time. */
+  User: 'user',
+} as const;
+export type RequestTimeoutType = (typeof RequestTimeoutType)[keyof typeof RequestTimeoutType];
+
 export interface RequestMetrics {
   /** Seconds the runner itself spent, or null when it never ran to the end. */
   inference_time: number | null;
@@ -63,6 +70,8 @@ export type RequestOutcome =
       message: string;
       /** `detail` of the result body and of the webhook payload: validation entries or a message. */
       detail: ValidationDetail[] | string;
+      /** Set when a timeout the client chose ended it (sent back as `X-Fal-Request-Timeout-Type`). */
+      timeoutType?: RequestTimeoutType;
       logs: LogEntry[];
       metrics: RequestMetrics;
     };

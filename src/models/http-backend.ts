@@ -1,3 +1,4 @@
+import { Agent, fetch, type Response } from 'undici';
 import { z } from 'zod';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
 import type { ValidationDetail } from '../domain/request';
@@ -13,6 +14,9 @@ const PydanticDetail = z.array(
  * 422 is the backend rejecting the input (not retried); 5xx and connection errors are retried.
  */
 export function createHttpBackend(modelId: string, backend: HttpBackend): ModelRunner {
+  // fetch's default dispatcher gives up on response headers after 300 s; a slow model may take longer.
+  const timeoutMs = backend.timeoutSeconds * 1000;
+  const dispatcher = new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   return {
     async run(input: unknown, ctx: ModelContext): Promise<unknown> {
       if (!backend.url) {
@@ -23,7 +27,7 @@ export function createHttpBackend(modelId: string, backend: HttpBackend): ModelR
       }
       const started = Date.now();
       ctx.log(`POST ${redact(backend.url)}`);
-      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(backend.timeoutSeconds * 1000)]);
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
       let response: Response;
       try {
         response = await fetch(backend.url, {
@@ -32,6 +36,7 @@ export function createHttpBackend(modelId: string, backend: HttpBackend): ModelR
           body: JSON.stringify(input),
           signal,
           redirect: 'error',
+          dispatcher,
         });
       } catch (err) {
         if (ctx.signal.aborted) throw err;

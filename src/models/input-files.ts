@@ -1,3 +1,5 @@
+import { createEgressFetch } from '../egress/agent';
+import { EgressPolicy } from '../egress/policy';
 import type { FetchedInput } from './types';
 
 /**
@@ -16,6 +18,12 @@ export interface InputFetcherOptions {
   timeoutMs: number;
   /** Stand-in for the global `fetch`, for tests. */
   fetchImpl?: typeof fetch;
+  /**
+   * Which addresses http(s) inputs may come from, judged on the address connected to (redirects too).
+   * Ignored when `fetchImpl` is given.
+   * @default public addresses only
+   */
+  egress?: EgressPolicy;
 }
 
 /** Fetches one input URL; rejects with {@link InputFetchError}, or with the signal's reason once it aborts. */
@@ -33,7 +41,7 @@ const BASE64_BODY = /^[A-Za-z0-9+/_-]*={0,2}$/;
  * input's fault, so when `signal` aborts the promise rejects with the signal's own reason instead.
  */
 export function createInputFetcher(options: InputFetcherOptions): InputFetcher {
-  const fetchImpl = options.fetchImpl ?? fetch;
+  const fetchImpl = options.fetchImpl ?? createEgressFetch(options.egress ?? new EgressPolicy());
   return async (url, signal) => {
     signal.throwIfAborted();
     const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
@@ -167,6 +175,8 @@ function assertWithinLimit(size: number, maxBytes: number, source: string): void
 /** Node's fetch says only "fetch failed"; the useful part (ECONNREFUSED, ENOTFOUND, ...) is in `cause`. */
 function describeNetworkError(err: unknown): string {
   const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  // An egress refusal says which address and why; the code alone would not.
+  if (cause?.code === 'EGRESS_REFUSED' && typeof cause.message === 'string') return cause.message;
   if (typeof cause?.code === 'string') return cause.code;
   if (typeof cause?.message === 'string') return cause.message;
   return err instanceof Error ? err.message : String(err);

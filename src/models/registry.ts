@@ -25,15 +25,41 @@ export const HttpBackend = z.object({
 export type HttpBackend = z.infer<typeof HttpBackend>;
 export type BuiltinBackend = z.infer<typeof BuiltinBackend>;
 
-export const Backend = z.discriminatedUnion('kind', [BuiltinBackend, HttpBackend]);
+/** A Cog predictor's HTTP server (`cog predict`'s container, or `python -m cog.server.http`). */
+export const CogBackend = z
+  .object({
+    kind: z.literal('cog'),
+    /** Base URL of the Cog server (`/predictions` is appended); empty = not configured yet. */
+    url: z.union([z.url({ protocol: /^https?$/ }), z.literal('')]).default(''),
+    /** Sent with every call to the Cog server (a proxy's auth, for instance). */
+    headers: z.record(z.string(), z.string()).default({}),
+  })
+  .strict();
+export type CogBackend = z.infer<typeof CogBackend>;
+
+/**
+ * The model runs in an external Temporal worker (any SDK language) polling the model's task queue and
+ * implementing the `runInference` activity; our own workers leave that queue alone.
+ */
+export const TemporalBackend = z.object({ kind: z.literal('temporal') }).strict();
+export type TemporalBackend = z.infer<typeof TemporalBackend>;
+
+export const Backend = z.discriminatedUnion('kind', [BuiltinBackend, HttpBackend, CogBackend, TemporalBackend]);
 export type Backend = z.infer<typeof Backend>;
 
 export const ModelDefinition = z
   .object({
     id: ModelId,
     backend: Backend,
-    /** Runs of this model in progress at once, per runner process. */
-    concurrency: z.number().int().positive().default(1),
+    /**
+     * Runs of this model in progress at once across all its runners: the limit queue positions, priorities and
+     * start timeouts are computed against. `"unlimited"` skips the admission queue (runners cap their own runs).
+     */
+    concurrency: z.union([z.number().int().positive(), z.literal('unlimited')]).default(1),
+    /** Runs one runner process takes on at once; default: `concurrency` (1 when that is unlimited). */
+    runnerConcurrency: z.number().int().positive().optional(),
+    /** Most requests that may wait in this model's queue; a submit beyond it is refused with 429. */
+    maxQueueLength: z.number().int().positive().max(25_000).default(10_000),
     /** Longest a single run may take before it is retried. */
     timeoutSeconds: z.number().positive().default(600),
     /** A runner silent for this long is presumed dead and its run is retried elsewhere. */
@@ -58,6 +84,14 @@ export const ModelsFile = z
     file.models.forEach((m, i) => {
       if (seen.has(m.id)) ctx.addIssue({ code: 'custom', path: ['models', i, 'id'], message: `duplicate id ${m.id}` });
       seen.add(m.id);
+      if (m.backend.kind === 'temporal' && m.inputSchema) {
+        // Our runners check inputSchema; an external runner never sees it, so it would silently not apply.
+        ctx.addIssue({
+          code: 'custom',
+          path: ['models', i, 'inputSchema'],
+          message: 'not supported with backend kind "temporal": the external runner validates its own input',
+        });
+      }
     });
     if (file.legacySubmitModel && !seen.has(file.legacySubmitModel)) {
       ctx.addIssue({
@@ -117,6 +151,16 @@ export class ModelRegistry {
     }
     return ModelRegistry.fromObject(interpolateEnv(raw, env), path);
   }
+}
+
+/** The model's concurrency limit across all runners, or undefined when it has none (no admission queue). */
+export function concurrencyLimit(model: ModelDefinition): number | undefined {
+  return model.concurrency === 'unlimited' ? undefined : model.concurrency;
+}
+
+/** How many runs one runner process of the model takes on at once. */
+export function runnerConcurrency(model: ModelDefinition): number {
+  return model.runnerConcurrency ?? concurrencyLimit(model) ?? 1;
 }
 
 /** The task queue a model's runs are dispatched on; runners for the model poll it. */

@@ -1,20 +1,35 @@
 import { z } from 'zod';
+import { BackendNotConfiguredError } from '../errors';
 import { ModelsFileError, type ModelDefinition, type ModelRegistry } from './registry';
 import { builtinModels } from './builtin';
+import { CogWebhookReceiver, createCogBackend, type CogWebhookOptions } from './cog-backend';
 import { createHttpBackend } from './http-backend';
 import { parseInput } from './input-validation';
 import type { ModelRunner } from './types';
 
-/**
- * Builds the runner of every model in the registry, failing at start (not at the first request)
- * when a definition names an unknown built-in or gives it bad options.
- */
-export function createModelRunners(registry: ModelRegistry): Map<string, ModelRunner> {
-  return new Map(registry.list().map((def) => [def.id, createModelRunner(def)]));
+/** What some backend kinds need from the process that runs them. */
+export interface RunnerOptions {
+  /** Where `cog` backends receive Cog's log webhooks. @default listen on 127.0.0.1, any free port */
+  cogWebhook?: CogWebhookOptions;
 }
 
-export function createModelRunner(def: ModelDefinition): ModelRunner {
-  const runner = backendRunner(def);
+/**
+ * Builds the runner of every model in the registry, failing at start (not at the first request)
+ * when a definition names an unknown built-in or gives it bad options. Models of kind `temporal`
+ * get none: an external worker runs them.
+ */
+export function createModelRunners(registry: ModelRegistry, options: RunnerOptions = {}): Map<string, ModelRunner> {
+  const cogWebhooks = new CogWebhookReceiver(options.cogWebhook ?? { host: '127.0.0.1', port: 0 });
+  return new Map(
+    registry
+      .list()
+      .filter((def) => def.backend.kind !== 'temporal')
+      .map((def) => [def.id, createModelRunner(def, cogWebhooks)]),
+  );
+}
+
+export function createModelRunner(def: ModelDefinition, cogWebhooks?: CogWebhookReceiver): ModelRunner {
+  const runner = backendRunner(def, cogWebhooks ?? new CogWebhookReceiver({ host: '127.0.0.1', port: 0 }));
   if (!def.inputSchema) return runner;
   const schema = inputSchemaOf(def);
   return {
@@ -22,11 +37,20 @@ export function createModelRunner(def: ModelDefinition): ModelRunner {
   };
 }
 
-function backendRunner(def: ModelDefinition): ModelRunner {
+function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver): ModelRunner {
   const backend = def.backend;
   switch (backend.kind) {
     case 'http':
       return createHttpBackend(def.id, backend);
+    case 'cog':
+      return createCogBackend(def.id, backend, cogWebhooks);
+    case 'temporal':
+      // Never called: no worker of ours polls the task queue of a `temporal` model.
+      return {
+        run: () => {
+          throw new BackendNotConfiguredError(`Model ${def.id} is run by an external Temporal worker, not by this one`);
+        },
+      };
     case 'builtin': {
       const factory = builtinModels[backend.name];
       if (!factory) {

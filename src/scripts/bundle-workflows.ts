@@ -1,13 +1,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
+import { workflowBundleOptions } from '../workers';
 
 /**
  * Build step: bundles the workflow code once into `dist/workflow-bundle.js`, so production workers
  * start without webpack (point WORKFLOW_BUNDLE_PATH at it).
  */
 async function main(): Promise<void> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows') });
+  const { code } = await bundleWorkflowCode(workflowBundleOptions());
   const out = join(__dirname, '..', 'workflow-bundle.js');
   writeFileSync(out, code);
   console.log(`wrote ${out} (${(code.length / 1024).toFixed(0)} KiB)`);

@@ -5,23 +5,32 @@ import {
   CancellationScope,
   ParentClosePolicy,
   TimeoutFailure,
+  condition,
   defineQuery,
+  getExternalWorkflowHandle,
   isCancellation,
+  log,
   proxyActivities,
   setHandler,
   startChild,
+  workflowInfo,
 } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
 import type { Activities, InferenceFailureDetails } from '../activities';
 import { ErrorType } from '../errors';
 import {
   QueueStatus,
   RequestErrorType,
+  RequestTimeoutType,
   webhookBodyFor,
   type LogEntry,
   type RequestOutcome,
   type ValidationDetail,
 } from '../domain/request';
-import { webhookDelivery } from './webhook-delivery';
+import { admittedSignal, releaseSignal } from './admission-queue';
+import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody } from '../webhooks/payload';
+import { FalStateValue, upsertRequestState } from '../observability/search-attributes';
+import { initialDeliveryMemo, webhookDelivery, webhookWorkflowId } from './webhook-delivery';
 
 export interface InferenceRequestInput {
   requestId: string;
@@ -31,6 +40,8 @@ export interface InferenceRequestInput {
   modelId: string;
   input: unknown;
   webhookUrl?: string;
+  /** Lifetime of the files the run stores; undefined = the file store's default. */
+  fileExpiresInSeconds?: number;
   /** How to run the model, copied from the registry at submit so a running request never changes course. */
   model: {
     taskQueue: string;
@@ -38,7 +49,14 @@ export interface InferenceRequestInput {
     heartbeatTimeoutSeconds: number;
     maxAttempts: number;
   };
-  webhook: { scheduleMs: number[]; attemptTimeoutMs: number };
+  webhook: { scheduleMs: number[]; attemptTimeoutMs: number; maxPayloadBytes?: number };
+  /**
+   * The model's admission queue, when the model has a concurrency limit: whether the request got a slot at submit,
+   * or waits for the queue's {@link admittedSignal}. Absent = no limit; the run is scheduled at once.
+   */
+  admission?: { queueWorkflowId: string; admitted: boolean };
+  /** `x-fal-request-timeout`: seconds after submit the request may still start; once started it is not cut. */
+  startTimeoutSeconds?: number;
 }
 
 /** Where the workflow itself is; the API asks only when the pending activity cannot tell it. */
@@ -48,11 +66,6 @@ export interface RequestProgress {
 }
 
 export const progressQuery = defineQuery<RequestProgress>('progress');
-
-/** Workflow id of a request's webhook delivery, a child that outlives the request. */
-export function webhookWorkflowId(requestId: string): string {
-  return `${requestId}/webhook`;
-}
 
 /**
  * One inference request: run the model on its own task queue, then hand the webhook (if any) to a
@@ -73,42 +86,111 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     },
     // The workflow moves on at once; the runner still learns of it through its next heartbeat.
     cancellationType: ActivityCancellationType.TRY_CANCEL,
+    // Without an admission queue, "started" means a runner picked the run up.
+    ...(!req.admission && req.startTimeoutSeconds !== undefined && { scheduleToStartTimeout: startDeadlineMs(req) }),
   });
-
-  let outcome: RequestOutcome;
-  let cancellation: unknown;
-  try {
-    const result = await runInference({ requestId: req.requestId, modelId: req.modelId, input: req.input });
-    outcome = {
+  const infer = async (): Promise<RequestOutcome> => {
+    upsertRequestState(FalStateValue.Dispatched);
+    const result = await runInference({
+      requestId: req.requestId,
+      modelId: req.modelId,
+      input: req.input,
+      fileExpiresInSeconds: req.fileExpiresInSeconds,
+    });
+    return {
       status: 'OK',
       output: result.output,
       logs: result.logs,
       metrics: { inference_time: result.inferenceTime },
     };
+  };
+
+  let admitted = req.admission?.admitted ?? true;
+  setHandler(admittedSignal, () => void (admitted = true));
+
+  let outcome: RequestOutcome;
+  let cancellation: unknown;
+  try {
+    outcome = (await waitForSlot(req, () => admitted)) ?? (await infer());
   } catch (err) {
     if (isCancellation(err)) {
       cancellation = err;
       outcome = cancelledOutcome();
     } else {
-      outcome = failedOutcome(err);
+      outcome = failedOutcome(err, req);
     }
   }
   progress.status = QueueStatus.Completed;
   progress.outcome = outcome;
+  upsertRequestState(FalStateValue.Completed, outcome.status === 'ERROR' ? outcome.errorType : undefined);
 
+  // The slot (or the place in the queue) goes back at once, alongside the webhook hand-off. Awaited before the
+  // workflow ends: Temporal drops signals of a workflow that has closed.
+  const released = req.admission
+    ? CancellationScope.nonCancellable(() => releaseSlot(req.admission!.queueWorkflowId, req.requestId))
+    : undefined;
   if (req.webhookUrl) {
-    const body = webhookBodyFor(req.requestId, outcome);
+    const { scheduleMs, attemptTimeoutMs, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES } = req.webhook;
+    // Fitted here, so the child's input (its history) never holds more than the payload limit.
+    const body = fitWebhookBody(webhookBodyFor(req.requestId, outcome), maxPayloadBytes);
+    const url = req.webhookUrl;
     await CancellationScope.nonCancellable(() =>
       startChild(webhookDelivery, {
         workflowId: webhookWorkflowId(req.requestId),
         parentClosePolicy: ParentClosePolicy.ABANDON,
-        args: [{ requestId: req.requestId, url: req.webhookUrl!, body, ...req.webhook }],
+        args: [{ requestId: req.requestId, owner: req.owner, url, body, scheduleMs, attemptTimeoutMs }],
+        memo: initialDeliveryMemo(url),
       }),
     );
   }
+  await released;
   // Ending as Cancelled (not Completed) lets operators see it for what it is in the Temporal UI.
   if (cancellation) throw cancellation;
   return outcome;
+}
+
+/**
+ * Waits until the model's admission queue gives the request a slot. With a start timeout it gives up when that
+ * has passed since submit and returns the timeout outcome; undefined means the request may run.
+ */
+async function waitForSlot(req: InferenceRequestInput, admitted: () => boolean): Promise<RequestOutcome | undefined> {
+  if (admitted()) return undefined;
+  if (req.startTimeoutSeconds === undefined) {
+    await condition(admitted);
+    return undefined;
+  }
+  const inTime = await condition(admitted, startDeadlineMs(req));
+  return inTime ? undefined : startTimeoutOutcome(req.startTimeoutSeconds);
+}
+
+/** Milliseconds left of the start timeout, counted from submit (the workflow's start). */
+function startDeadlineMs(req: InferenceRequestInput): number {
+  const deadline = workflowInfo().startTime.getTime() + (req.startTimeoutSeconds ?? 0) * 1000;
+  return Math.max(1, deadline - Date.now());
+}
+
+async function releaseSlot(queueWorkflowId: string, requestId: string): Promise<void> {
+  try {
+    await getExternalWorkflowHandle(queueWorkflowId).signal(releaseSignal, requestId);
+  } catch (err) {
+    // Only an admission queue removed by hand is missing; with it went the slot this request held.
+    log.warn('could not give the slot back to the admission queue', { queueWorkflowId, error: String(err) });
+  }
+}
+
+/** The outcome of a request that did not start within its `x-fal-request-timeout`. */
+export function startTimeoutOutcome(seconds: number): RequestOutcome {
+  const message = `Request was not started within ${seconds} s (x-fal-request-timeout)`;
+  return {
+    status: 'ERROR',
+    httpStatus: 504,
+    errorType: RequestErrorType.Timeout,
+    timeoutType: RequestTimeoutType.User,
+    message,
+    detail: message,
+    logs: [],
+    metrics: { inference_time: null },
+  };
 }
 
 /** The outcome of a request cancelled before it finished. */
@@ -125,10 +207,13 @@ export function cancelledOutcome(): RequestOutcome {
 }
 
 /** Turns a failed inference into the outcome clients see; anything unexpected fails the workflow task loudly. */
-function failedOutcome(err: unknown): RequestOutcome {
+function failedOutcome(err: unknown, req: InferenceRequestInput): RequestOutcome {
   if (!(err instanceof ActivityFailure)) throw err;
   const cause = err.cause;
   const metrics = { inference_time: null };
+  if (cause instanceof TimeoutFailure && cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
+    return startTimeoutOutcome(req.startTimeoutSeconds ?? 0);
+  }
   if (cause instanceof TimeoutFailure) {
     const message = `Runner timed out (${cause.timeoutType === undefined ? 'timeout' : String(cause.timeoutType)})`;
     return {

@@ -1,92 +1,178 @@
-import { defineQuery, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import {
+  ActivityFailure,
+  condition,
+  defineQuery,
+  defineSignal,
+  proxyActivities,
+  setHandler,
+  upsertMemo,
+} from '@temporalio/workflow';
+import type { Activities, DeliveryAttemptResult } from '../activities';
 import type { WebhookBody } from '../domain/request';
+import { INLINE_BODY_MAX_BYTES, utf8Length } from '../webhooks/payload';
 
 export interface WebhookDeliveryInput {
   requestId: string;
+  /** Owner of the request: named in fal's signature headers, and whose Standard Webhooks secret signs. */
+  owner: string;
   url: string;
+  /** The body exactly as it will be sent (already fitted to the payload size limit). */
   body: WebhookBody;
-  /** Delay before each attempt, in ms; the first is usually 0 (deliver at once). */
+  /** Delay before each scheduled attempt, in ms; the first is usually 0 (deliver at once). Empty = none. */
   scheduleMs: number[];
   attemptTimeoutMs: number;
+  /** The log of earlier runs under this workflow id: a redelivery after the delivery had closed. */
+  previousAttempts?: DeliveryAttempt[];
 }
+
+export const AttemptTrigger = {
+  /** Due on the retry schedule. */
+  Schedule: 'schedule',
+  /** Asked for through the redeliver API. */
+  Redelivery: 'redelivery',
+} as const;
+export type AttemptTrigger = (typeof AttemptTrigger)[keyof typeof AttemptTrigger];
 
 /** One attempt as the delivery log shows it. */
 export interface DeliveryAttempt {
   attempt: number;
+  /** When the attempt was made (workflow time). */
   at: string;
+  trigger: AttemptTrigger;
   statusCode?: number;
   error?: string;
   latencyMs: number;
+  /** When the next scheduled attempt is due, if one is. */
   nextAttemptAt?: string;
 }
 
 export const DeliveryState = {
+  /** Not delivered yet; an attempt is due at `nextAttemptAt` (or under way). */
   Retrying: 'retrying',
+  /** The latest attempt got a 2xx. */
   Delivered: 'delivered',
+  /** Every scheduled attempt failed and none is left. */
   Exhausted: 'exhausted',
   /** The receiver answered 410 Gone: it asked us to stop. */
   Gone: 'gone',
 } as const;
 export type DeliveryState = (typeof DeliveryState)[keyof typeof DeliveryState];
 
+/** The delivery log: kept in the workflow memo after every attempt, so reading it never needs a worker. */
 export interface DeliveryReport {
+  url: string;
   state: DeliveryState;
   attempts: DeliveryAttempt[];
+  nextAttemptAt?: string;
 }
+
+/** Memo key under which a delivery workflow publishes its {@link DeliveryReport}. */
+export const DELIVERY_MEMO_KEY = 'delivery';
 
 export const deliveryReportQuery = defineQuery<DeliveryReport>('deliveryReport');
 
+/** Sends the webhook once more, now; on a delivery still retrying, the schedule goes on if it fails. */
+export const redeliverSignal = defineSignal('redeliver');
+
+/** Workflow id of a request's webhook delivery; every run (first delivery, redeliveries) shares it. */
+export function webhookWorkflowId(requestId: string): string {
+  return `${requestId}/webhook`;
+}
+
 // Spreads retries of many receivers that failed together, so they do not all return at once.
 const JITTER = 0.1;
+// A receiver's Retry-After can postpone an attempt, but not indefinitely.
+const MAX_RETRY_AFTER_MS = 24 * 3_600_000;
 
 /**
  * Delivers one webhook on a durable schedule: each attempt is an activity, each wait a Temporal
- * timer, so worker or server restarts resume the schedule where it was.
+ * timer, so worker or server restarts resume the schedule where it was. Every attempt is recorded
+ * in the memo (see {@link DeliveryReport}); {@link redeliverSignal} adds an attempt on demand.
  */
 export async function webhookDelivery(input: WebhookDeliveryInput): Promise<DeliveryReport> {
-  const report: DeliveryReport = { state: DeliveryState.Retrying, attempts: [] };
+  const report: DeliveryReport = {
+    url: input.url,
+    state: DeliveryState.Retrying,
+    attempts: [...(input.previousAttempts ?? [])],
+  };
+  let redeliveryRequested = false;
   setHandler(deliveryReportQuery, () => report);
-
-  const { deliverWebhook } = proxyActivities<Activities>({
-    startToCloseTimeout: input.attemptTimeoutMs + 5_000,
-    // These retries only cover a worker that died mid-attempt; HTTP failures are returned, not thrown.
-    retry: { initialInterval: '1s', maximumInterval: '1m', backoffCoefficient: 2 },
+  setHandler(redeliverSignal, () => {
+    redeliveryRequested = true;
   });
 
-  let delay = input.scheduleMs[0] ?? 0;
-  for (let i = 0; i < input.scheduleMs.length; i++) {
-    if (delay > 0) await sleep(delay);
+  const { deliverWebhook } = proxyActivities<Activities>({
+    startToCloseTimeout: input.attemptTimeoutMs + 10_000,
+    // These retries only cover a worker that died mid-attempt; HTTP failures are returned, not thrown.
+    retry: { initialInterval: '1s', maximumInterval: '1m', backoffCoefficient: 2, maximumAttempts: 10 },
+  });
+  // A large body stays out of each attempt's history events; the attempt reads it from this run's input.
+  const inlineBody = utf8Length(JSON.stringify(input.body)) <= INLINE_BODY_MAX_BYTES ? input.body : undefined;
+
+  let scheduled = 0;
+  let dueAt: number | undefined =
+    input.scheduleMs.length > 0 ? Date.now() + jittered(input.scheduleMs[0] ?? 0) : undefined;
+  for (;;) {
+    if (!redeliveryRequested) {
+      if (dueAt === undefined) break;
+      const wait = dueAt - Date.now();
+      // Woken early by a redelivery request: that attempt goes first, the scheduled one stays due.
+      if (wait > 0 && (await condition(() => redeliveryRequested, wait))) continue;
+    }
+    const trigger = redeliveryRequested ? AttemptTrigger.Redelivery : AttemptTrigger.Schedule;
+    if (trigger === AttemptTrigger.Redelivery) redeliveryRequested = false;
+    else scheduled++;
+
     const at = new Date();
+    const number = report.attempts.length + 1;
     const result = await deliverWebhook({
       requestId: input.requestId,
+      owner: input.owner,
       url: input.url,
-      body: input.body,
-      attempt: i + 1,
-    });
+      attempt: number,
+      timeoutMs: input.attemptTimeoutMs,
+      body: inlineBody,
+    }).catch(attemptThatCouldNotRun);
     const entry: DeliveryAttempt = {
-      attempt: i + 1,
+      attempt: number,
       at: at.toISOString(),
+      trigger,
       statusCode: result.statusCode,
       error: result.error,
       latencyMs: result.latencyMs,
     };
     report.attempts.push(entry);
-    if (result.delivered) {
-      report.state = DeliveryState.Delivered;
-      return report;
+
+    if (result.delivered || result.statusCode === 410) {
+      report.state = result.delivered ? DeliveryState.Delivered : DeliveryState.Gone;
+      dueAt = undefined;
+    } else if (trigger === AttemptTrigger.Schedule) {
+      const next = input.scheduleMs[scheduled];
+      const retryAfter = Math.min(result.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS);
+      dueAt = next === undefined ? undefined : Date.now() + Math.max(jittered(next), retryAfter);
+      if (dueAt === undefined) report.state = DeliveryState.Exhausted;
+    } else if (dueAt === undefined) {
+      // A failed redelivery with nothing left on the schedule.
+      report.state = DeliveryState.Exhausted;
     }
-    if (result.statusCode === 410) {
-      report.state = DeliveryState.Gone;
-      return report;
-    }
-    const next = input.scheduleMs[i + 1];
-    if (next === undefined) break;
-    delay = Math.max(jittered(next), result.retryAfterMs ?? 0);
-    entry.nextAttemptAt = new Date(Date.now() + delay).toISOString();
+    entry.nextAttemptAt = dueAt === undefined ? undefined : new Date(dueAt).toISOString();
+    report.nextAttemptAt = entry.nextAttemptAt;
+    upsertMemo({ [DELIVERY_MEMO_KEY]: report });
   }
-  report.state = DeliveryState.Exhausted;
   return report;
+}
+
+/** The memo a delivery run starts with, so the log is readable before its first attempt. */
+export function initialDeliveryMemo(url: string, previousAttempts: DeliveryAttempt[] = []): Record<string, unknown> {
+  const report: DeliveryReport = { url, state: DeliveryState.Retrying, attempts: previousAttempts };
+  return { [DELIVERY_MEMO_KEY]: report };
+}
+
+/** An attempt whose activity failed outright (not an HTTP failure): recorded, and the schedule goes on. */
+function attemptThatCouldNotRun(err: unknown): DeliveryAttemptResult {
+  if (!(err instanceof ActivityFailure)) throw err;
+  const cause = err.cause?.message ?? err.message;
+  return { delivered: false, error: `the attempt could not run: ${cause}`, latencyMs: 0 };
 }
 
 function jittered(ms: number): number {

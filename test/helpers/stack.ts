@@ -52,6 +52,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     API_KEYS: `${TEST_KEY}:alice,${OTHER_KEY}:bob`,
     WEBHOOK_SCHEDULE: '0s,300ms,300ms,300ms',
     WEBHOOK_TIMEOUT_MS: '2000',
+    // Receivers and input servers in tests are on loopback, which egress refuses unless allow-listed.
+    EGRESS_ALLOW: '127.0.0.1/32,::1,localhost',
     LOG_LEVEL: 'warn',
     ...options.env,
   };

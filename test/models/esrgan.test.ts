@@ -9,6 +9,7 @@ import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { InputValidationError } from '../../src/errors';
 import { createEsrganModel, type EsrganOutput } from '../../src/models/builtin/esrgan';
+import { EgressPolicy } from '../../src/egress/policy';
 import { createInputFetcher } from '../../src/models/input-files';
 import type { ModelContext } from '../../src/models/types';
 import { LocalFileStore } from '../../src/storage/file-store';
@@ -48,7 +49,12 @@ function pngDataUri(png: PNG): string {
 function contextWith(overrides: Partial<ModelContext> = {}): { ctx: ModelContext; logs: string[]; saved: string[] } {
   const logs: string[] = [];
   const saved: string[] = [];
-  const fetcher = createInputFetcher({ maxBytes: 5_000_000, timeoutMs: 5_000 });
+  // Test servers live on loopback, which the egress guard refuses unless allow-listed.
+  const fetcher = createInputFetcher({
+    maxBytes: 5_000_000,
+    timeoutMs: 5_000,
+    egress: new EgressPolicy(['127.0.0.1/32']),
+  });
   const signal = overrides.signal ?? new AbortController().signal;
   const ctx: ModelContext = {
     requestId: 'req-test',

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { EgressPolicy } from '../../src/egress/policy';
 import { createInputFetcher, InputFetchError } from '../../src/models/input-files';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -24,7 +25,9 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-const fetchInput = createInputFetcher({ maxBytes: 1024, timeoutMs: 2_000 });
+// The receivers here are on loopback, which inputs may only reach when allow-listed.
+const egress = new EgressPolicy(['127.0.0.1/32']);
+const fetchInput = createInputFetcher({ maxBytes: 1024, timeoutMs: 2_000, egress });
 const noSignal = () => new AbortController().signal;
 
 /** A loopback port nothing listens on (fetch refuses well-known ports such as 1 before connecting). */
@@ -141,7 +144,7 @@ describe('input fetcher', () => {
 
     it('gives up on a server that does not answer within timeoutMs', async () => {
       handler = () => undefined;
-      const impatient = createInputFetcher({ maxBytes: 1024, timeoutMs: 100 });
+      const impatient = createInputFetcher({ maxBytes: 1024, timeoutMs: 100, egress });
 
       const err = await fetchErrorOf(impatient(`${baseUrl}/slow`, noSignal()));
 

@@ -73,4 +73,44 @@ describe('the models file', () => {
     });
     expect(() => createModelRunners(badOptions)).toThrow(/model "a\/b", field "backend.options"/);
   });
+
+  it('reads cog and temporal backends, naming the file, the model and the field when one is wrong', () => {
+    const good = ModelRegistry.load(
+      write('kinds.json', {
+        models: [
+          { id: 'acme/cog', backend: { kind: 'cog', url: '${COG_URL}', headers: { authorization: 'Bearer t' } } },
+          { id: 'acme/py', backend: { kind: 'temporal' } },
+        ],
+      }),
+      { COG_URL: 'http://gpu-box:5000' },
+    );
+    expect(good.get('acme/cog')?.backend).toEqual({
+      kind: 'cog',
+      url: 'http://gpu-box:5000',
+      headers: { authorization: 'Bearer t' },
+    });
+    // An external worker runs a `temporal` model: no runner of ours is built for it.
+    expect([...createModelRunners(good).keys()]).toEqual(['acme/cog']);
+
+    const cases: [unknown, RegExp][] = [
+      [{ models: [{ id: 'a/cog', backend: { kind: 'cog', url: 'ftp://x' } }] }, /model "a\/cog", field "backend.url"/],
+      [
+        { models: [{ id: 'a/cog', backend: { kind: 'cog', url: 'http://x', timeoutSecs: 5 } }] },
+        /model "a\/cog", field "backend": .*timeoutSecs/,
+      ],
+      [
+        { models: [{ id: 'a/py', backend: { kind: 'temporal', taskQueue: 'mine' } }] },
+        /model "a\/py", field "backend": .*taskQueue/,
+      ],
+      [
+        { models: [{ id: 'a/py', backend: { kind: 'temporal' }, inputSchema: { type: 'object' } }] },
+        /model "a\/py", field "inputSchema": not supported with backend kind "temporal"/,
+      ],
+    ];
+    for (const [content, message] of cases) {
+      const path = write('bad-kind.json', content);
+      expect(() => ModelRegistry.load(path, {})).toThrow(`${path}: invalid models file`);
+      expect(() => ModelRegistry.load(path, {})).toThrow(message);
+    }
+  });
 });

@@ -12,7 +12,12 @@ export function fileRoutes(store: LocalFileStore): Router {
     const { fileId, fileName } = validated(res, schemas).params;
     const file = await store.read(fileId, fileName);
     if (!file) throw HttpError.notFound('File not found');
-    res.set({ 'content-type': file.contentType, 'cache-control': 'private, max-age=3600' }).send(file.data);
+    // A cache must not keep serving a file past its expiry.
+    const lifeLeft = file.expiresAt ? Math.floor((file.expiresAt.getTime() - Date.now()) / 1000) : 3600;
+    const maxAge = Math.max(0, Math.min(3600, lifeLeft));
+    // setHeader, not set: Express would append a charset to text types, which the bytes may not be in.
+    res.setHeader('content-type', file.contentType);
+    res.set('cache-control', `private, max-age=${maxAge}`).send(file.data);
   });
   return router;
 }

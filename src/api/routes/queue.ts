@@ -1,10 +1,12 @@
 import { Router, type Request, type Response } from 'express';
-import type { RequestsClient, RequestView } from '../../client/requests';
+import { QueueFullError } from '../../client/admission';
+import type { RequestsClient, RequestView, SubmitResult } from '../../client/requests';
 import { QueueStatus } from '../../domain/request';
 import type { ModelRegistry } from '../../models/registry';
 import { ownerOf } from '../auth';
 import { HttpError } from '../http-error';
-import { RequestParams, StatusQuery, SubmitBody, SubmitParams, SubmitQuery } from '../schemas';
+import { sendResult } from '../result-body';
+import { RequestParams, StatusQuery, SubmitBody, SubmitHeaders, SubmitParams, SubmitQuery } from '../schemas';
 import { appIdOf, requestUrls, statusBody } from '../status-body';
 import { validate, validated } from '../validate';
 
@@ -21,25 +23,24 @@ export function queueRoutes(deps: QueueRouteDeps): Router {
   const baseOf = (req: Request) => deps.publicBaseUrl ?? `${req.protocol}://${req.get('host')}`;
 
   const submit = async (req: Request, res: Response, modelId: string, webhookUrl: string | undefined) => {
-    const input = jsonObjectBody(req);
-    const requestId = await deps.requests.submit({ owner: ownerOf(res), modelId, input, webhookUrl });
+    const { requestId, queuePosition } = await startRequest(deps.requests, req, res, modelId, webhookUrl);
     res.json({
       status: QueueStatus.InQueue,
       request_id: requestId,
       ...requestUrls(baseOf(req), appIdOf(modelId), requestId),
-      queue_position: 0,
+      queue_position: queuePosition,
     });
   };
 
   // Registered before the generic submit route, which would otherwise read it as model "fal/queue/submit".
-  const legacy = { query: SubmitQuery };
+  const legacy = { query: SubmitQuery, headers: SubmitHeaders };
   router.post('/fal/queue/submit', validate(legacy), async (req, res) => {
     const modelId = deps.registry.legacySubmitModel;
     if (!modelId) throw HttpError.notFound('No model is configured for the legacy submit route (legacySubmitModel)');
     await submit(req, res, modelId, validated(res, legacy).query.fal_webhook);
   });
 
-  const submitSchemas = { params: SubmitParams, query: SubmitQuery };
+  const submitSchemas = { params: SubmitParams, query: SubmitQuery, headers: SubmitHeaders };
   router.post('/:owner/:app{/*path}', validate(submitSchemas), async (req, res) => {
     const { params, query } = validated(res, submitSchemas);
     const modelId = [params.owner, params.app, ...(params.path ?? [])].join('/');
@@ -59,10 +60,7 @@ export function queueRoutes(deps: QueueRouteDeps): Router {
     const { params } = validated(res, resultSchemas);
     const view = await findRequest(deps.requests, params, res);
     if (view.status !== QueueStatus.Completed) throw new HttpError(400, { detail: 'Request is still in progress' });
-    const { outcome } = view;
-    res.set('x-fal-request-id', view.requestId);
-    if (outcome.status === 'OK') res.json(outcome.output);
-    else res.status(outcome.httpStatus).json({ detail: outcome.detail, error_type: outcome.errorType });
+    sendResult(res, view.requestId, view.outcome);
   });
 
   router.put('/:owner/:app/requests/:requestId/cancel', validate(resultSchemas), async (_req, res) => {
@@ -76,8 +74,41 @@ export function queueRoutes(deps: QueueRouteDeps): Router {
   return router;
 }
 
+/**
+ * Starts a request from a submit's HTTP request — the queue routes and the synchronous run alike:
+ * the body is the input, the headers ({@link SubmitHeaders}, validated by the route) its options.
+ */
+export async function startRequest(
+  requests: RequestsClient,
+  req: Request,
+  res: Response,
+  modelId: string,
+  webhookUrl: string | undefined,
+): Promise<SubmitResult> {
+  const input = jsonObjectBody(req);
+  // The synchronous run validates no query string, so the queue options may be absent.
+  const { headers, query } = validated(res, { headers: SubmitHeaders, query: SubmitQuery.optional() });
+  try {
+    return await requests.submit({
+      owner: ownerOf(res),
+      modelId,
+      input,
+      webhookUrl,
+      idempotencyKey: headers['idempotency-key'],
+      fileExpiresInSeconds: headers['x-fal-object-lifecycle-preference']?.expiration_duration_seconds,
+      priority: headers['x-fal-queue-priority'],
+      startTimeoutSeconds: headers['x-fal-request-timeout'],
+      noRetry: headers['x-fal-no-retry'],
+      maxQueueLength: query?.fal_max_queue_length,
+    });
+  } catch (err) {
+    if (err instanceof QueueFullError) throw new HttpError(429, { detail: err.message });
+    throw err;
+  }
+}
+
 /** The caller's request under this app, or a 404 that does not reveal whether it exists for someone else. */
-async function findRequest(
+export async function findRequest(
   requests: RequestsClient,
   params: RequestParams,
   res: Response,

@@ -1,0 +1,1111 @@
+/**
+ * `npm run bench`: our queue against raw Temporal on the same dev server, in one run.
+ *
+ * Starts its own stack on free ports — a Temporal dev server with a throwaway SQLite database, our
+ * worker and API as separate processes (as deployed), a baseline worker process, and a loopback
+ * webhook receiver in this process — then, per concurrency level, runs the baseline and ours back to
+ * back in a closed loop (each of `c` clients submits, waits for its webhook, submits again).
+ * Prints a report and writes the figures to `bench-results/` as JSON. `--help` lists the options.
+ */
+import { randomUUID, createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  closeSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig } from '../src/config';
+import { ensureTemporalCli } from '../src/temporal/cli';
+import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
+import { startDevServer } from '../src/temporal/dev-server';
+import type { baselineRequest } from './baseline/workflows';
+import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
+import {
+  apiUrlOf,
+  projectRoot,
+  rssBytes,
+  spawnApi,
+  spawnService,
+  spawnWorker,
+  cpuTimeMs,
+  serviceEnv,
+  writeWorkflowBundle,
+  type ServiceProcess,
+} from './processes';
+import { Progress } from './progress';
+import { nowMs, WebhookReceiver } from './receiver';
+import { mib, ratio, round, summarize, table, type Summary } from './stats';
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --concurrency 1,16,64   closed-loop clients per level (default 1,16,64)
+  --requests N            measured requests per level and system (default 300)
+  --duration S            measure each level for S seconds instead of a request count
+  --warmup N              unmeasured requests before each level (default 2 x concurrency, at least 20)
+  --pollers N             concurrent status pollers (default 100)
+  --poll-seconds S        how long the status pollers run (default 10)
+  --poll-interval-ms MS   pause between one poller's requests (default 500, fal's client default; 0 = flat out)
+  --model-concurrency N   the no-op model's \`concurrency\` (default 64; \`unlimited\` = no admission queue,
+                          64 runs per runner); the baseline's model worker gets as many slots
+  --sample N              requests per level whose Temporal history is read for the breakdown (default 100)
+  --long N                memory run instead: N requests through our stack, worker RSS sampled
+  --long-concurrency C    clients of the memory run (default 16)
+  --out FILE              results file (default bench-results/bench-<time>.json)
+  --db file|memory        dev server database: a SQLite file as \`npm start\` uses (default), or in memory
+  --dynamic-config K=V    dev server dynamic config value (repeatable), e.g. system.enableActivityEagerExecution=true
+  --temporal-address H:P  use this Temporal server instead of starting a dev server
+  --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
+  --cpu-prof DIR           write V8 CPU profiles of our worker and API to DIR (summarise them with
+                          \`node --import tsx bench/profile-summary.ts DIR\`)
+  --keep                  keep the temporary directory (database, bundles, logs)
+
+Worker tuning comes from WORKER_MAX_CACHED_WORKFLOWS, WORKER_MAX_CONCURRENT_WORKFLOW_TASKS and
+WORKER_MAX_CONCURRENT_ACTIVITIES (src/config.ts defaults), for ours and the baseline alike.`;
+
+const MODEL_ID = 'bench/noop';
+/** A no-op model that takes its time: requests that stay in flight while the status pollers run. */
+const SLOW_MODEL_ID = 'bench/slow';
+const API_KEY = 'bench:bench-secret';
+const WEBHOOK_WAIT_MS = 30_000;
+
+/**
+ * What `temporal server start-dev --db-filename` gives SQLite (CLI 1.x, server 1.2x/1.3x): the CLI
+ * passes only `mode=rwc`, so the server's SQLite plugin opens the file with SQLite's own defaults and
+ * one connection. `journalModeOnDisk` is read back from the database file after the run.
+ */
+const SQLITE_SETTINGS = {
+  connectAttributes: 'mode=rwc (nothing else; --sqlite-pragma would add pragmas)',
+  journalMode: 'DELETE (SQLite default: rollback journal, not WAL)',
+  synchronous: 'FULL (SQLite default: fsync on every commit)',
+  maxOpenConns: 1,
+  numHistoryShards: 1,
+};
+
+interface Tuning {
+  maxCachedWorkflows: number;
+  maxConcurrentWorkflowTasks: number;
+  maxConcurrentActivities: number;
+  modelConcurrency: number | 'unlimited';
+  runnerConcurrency: number;
+}
+
+interface Options {
+  concurrency: number[];
+  requests: number;
+  durationS?: number;
+  warmup?: number;
+  pollers: number;
+  pollSeconds: number;
+  pollIntervalMs: number;
+  modelConcurrency: number | 'unlimited';
+  sample: number;
+  long?: number;
+  longConcurrency: number;
+  out?: string;
+  keep: boolean;
+  db: 'file' | 'memory';
+  dynamicConfig: Record<string, string | number | boolean>;
+  temporalAddress?: string;
+  cpuProf?: string;
+  only?: 'ours' | 'baseline';
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      concurrency: { type: 'string', default: '1,16,64' },
+      requests: { type: 'string', default: '300' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      pollers: { type: 'string', default: '100' },
+      'poll-seconds': { type: 'string', default: '10' },
+      'poll-interval-ms': { type: 'string', default: '500' },
+      'model-concurrency': { type: 'string', default: '64' },
+      sample: { type: 'string', default: '100' },
+      long: { type: 'string' },
+      'long-concurrency': { type: 'string', default: '16' },
+      out: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      db: { type: 'string', default: 'file' },
+      'dynamic-config': { type: 'string', multiple: true, default: [] },
+      'temporal-address': { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      only: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const int = (name: string, raw: string | undefined, min = 1): number | undefined => {
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got ${raw}`);
+    return n;
+  };
+  return {
+    concurrency: values.concurrency.split(',').map((c) => int('concurrency', c.trim())!),
+    requests: int('requests', values.requests)!,
+    durationS: int('duration', values.duration),
+    warmup: int('warmup', values.warmup, 0),
+    pollers: int('pollers', values.pollers)!,
+    pollSeconds: int('poll-seconds', values['poll-seconds'])!,
+    pollIntervalMs: int('poll-interval-ms', values['poll-interval-ms'], 0)!,
+    modelConcurrency:
+      values['model-concurrency'] === 'unlimited'
+        ? 'unlimited'
+        : int('model-concurrency', values['model-concurrency'])!,
+    sample: int('sample', values.sample, 0)!,
+    long: int('long', values.long),
+    longConcurrency: int('long-concurrency', values['long-concurrency'])!,
+    out: values.out,
+    keep: values.keep,
+    db:
+      values.db === 'memory'
+        ? 'memory'
+        : values.db === 'file'
+          ? 'file'
+          : fail(`--db must be file or memory, got ${values.db}`),
+    dynamicConfig: Object.fromEntries(
+      values['dynamic-config'].map((kv) => {
+        const eq = kv.indexOf('=');
+        if (eq < 1) fail(`--dynamic-config takes KEY=VALUE, got ${kv}`);
+        const raw = kv.slice(eq + 1);
+        // Values are JSON to the CLI; bare words are strings.
+        let value: string | number | boolean;
+        try {
+          value = JSON.parse(raw) as string | number | boolean;
+        } catch {
+          value = raw;
+        }
+        return [kv.slice(0, eq), value];
+      }),
+    ),
+    temporalAddress: values['temporal-address'],
+    cpuProf: values['cpu-prof'] && resolve(values['cpu-prof']),
+    only:
+      values.only === undefined || values.only === 'ours' || values.only === 'baseline'
+        ? values.only
+        : fail(`--only must be ours or baseline, got ${values.only}`),
+  };
+}
+
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+/** One finished request of a closed loop, all times in epoch ms. */
+interface Sample {
+  id: string;
+  submittedAt: number;
+  acknowledgedAt: number;
+  deliveredAt: number;
+}
+
+/** A system under test: how to submit one request, and which activity makes its result exist. */
+interface System {
+  name: 'baseline' | 'ours';
+  submit(): Promise<string>;
+  inferenceActivity: string;
+  webhookActivity: string;
+  /** Requests submitted so far, warm-up included. */
+  submitted: number;
+}
+
+interface LevelResult {
+  requests: number;
+  errors: number;
+  throughputRps: number;
+  /** HTTP submit (ours) or `workflow.start` (baseline). */
+  submitMs?: Summary;
+  endToEndMs?: Summary;
+  webhookAfterResultMs?: Summary;
+  breakdownP50Ms: Record<string, number | undefined>;
+  historyEventsPerRequest?: number;
+  workflowTypes: string[];
+  /** CPU time each process spent per measured request (ms), from /proc: robust to a busy machine. */
+  cpuMsPerRequest: Record<string, number | undefined>;
+}
+
+/** The result of a system that was not measured (`--only`). */
+function emptyLevel(): LevelResult {
+  return { requests: 0, errors: 0, throughputRps: 0, breakdownP50Ms: {}, workflowTypes: [], cpuMsPerRequest: {} };
+}
+
+/** Runs `concurrency` clients, each submitting and waiting for its webhook, until `limit` is reached. */
+async function closedLoop(
+  system: System,
+  receiver: WebhookReceiver,
+  concurrency: number,
+  limit: { requests?: number; until?: number },
+  onDone: () => void,
+): Promise<{ samples: Sample[]; errors: string[] }> {
+  const samples: Sample[] = [];
+  const errors: string[] = [];
+  let issued = 0;
+  const more = () =>
+    (limit.requests === undefined || issued < limit.requests) &&
+    (limit.until === undefined || Date.now() < limit.until);
+  const client = async () => {
+    while (more()) {
+      issued++;
+      const submittedAt = nowMs();
+      try {
+        const id = await system.submit();
+        const acknowledgedAt = nowMs();
+        const delivery = await withTimeout(receiver.waitFor(id), WEBHOOK_WAIT_MS, `no webhook for ${id}`);
+        samples.push({ id, submittedAt, acknowledgedAt, deliveredAt: delivery.at });
+      } catch (err) {
+        errors.push(err instanceof Error ? err.message : String(err));
+        if (errors.length > 20) throw new Error(`${system.name}: too many errors, last: ${errors.at(-1)}`);
+      }
+      onDone();
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, client));
+  return { samples, errors };
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads the histories of up to `count` samples (evenly spread) and times their phases. */
+async function timelines(client: Client, system: System, samples: Sample[], count: number) {
+  const step = Math.max(1, Math.floor(samples.length / Math.max(1, count)));
+  const picked = samples.filter((_, i) => i % step === 0).slice(0, count);
+  const out: { sample: Sample; timeline: RequestTimeline }[] = [];
+  const queue = [...picked];
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let s = queue.shift(); s; s = queue.shift()) {
+        out.push({
+          sample: s,
+          timeline: await requestTimeline(
+            client,
+            s.id,
+            s.submittedAt,
+            system.inferenceActivity,
+            system.webhookActivity,
+          ),
+        });
+      }
+    }),
+  );
+  return out;
+}
+
+async function measureLevel(
+  system: System,
+  receiver: WebhookReceiver,
+  client: Client,
+  concurrency: number,
+  options: Options,
+  progress: Progress,
+  cpu: () => Record<string, number | undefined>,
+): Promise<{ result: LevelResult; samples: Sample[] }> {
+  const warmup = options.warmup ?? Math.max(20, concurrency * 2);
+  if (warmup > 0) {
+    progress.start(`${system.name} c=${concurrency} warm-up`, warmup);
+    await closedLoop(system, receiver, concurrency, { requests: warmup }, () => progress.tick());
+    progress.finish();
+  }
+  const limit = options.durationS ? { until: Date.now() + options.durationS * 1000 } : { requests: options.requests };
+  progress.start(`${system.name} c=${concurrency}`, limit.requests ?? 0);
+  const cpuBefore = cpu();
+  const { samples, errors } = await closedLoop(system, receiver, concurrency, limit, () => progress.tick());
+  const cpuAfter = cpu();
+  const cpuMsPerRequest = Object.fromEntries(
+    Object.entries(cpuAfter).map(([name, after]) => {
+      const before = cpuBefore[name];
+      return [
+        name,
+        after === undefined || before === undefined ? undefined : round((after - before) / samples.length, 2),
+      ];
+    }),
+  );
+  const first = Math.min(...samples.map((s) => s.submittedAt));
+  const last = Math.max(...samples.map((s) => s.deliveredAt));
+  const throughputRps = samples.length > 0 ? round(samples.length / ((last - first) / 1000)) : 0;
+  progress.finish(`${throughputRps} req/s${errors.length ? `, ${errors.length} errors` : ''}`);
+
+  const read = options.sample > 0 ? await timelines(client, system, samples, options.sample) : [];
+  const diff = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined ? undefined : a - b;
+  const p50 = (values: (number | undefined)[]) => summarize(values.filter((v): v is number => v !== undefined))?.p50;
+  const types = new Set(read.flatMap((r) => r.timeline.workflowTypes));
+  return {
+    samples,
+    result: {
+      requests: samples.length,
+      errors: errors.length,
+      throughputRps,
+      submitMs: summarize(samples.map((s) => s.acknowledgedAt - s.submittedAt)),
+      endToEndMs: summarize(samples.map((s) => s.deliveredAt - s.submittedAt)),
+      webhookAfterResultMs: summarize(
+        read.filter((r) => r.timeline.resultAt !== undefined).map((r) => r.sample.deliveredAt - r.timeline.resultAt!),
+      ),
+      breakdownP50Ms: {
+        submitToWorkflowStarted: p50(read.map((r) => r.timeline.startedAfterSubmitMs)),
+        startedToInferenceScheduled: p50(read.map((r) => r.timeline.scheduleMs)),
+        inferenceQueueWait: p50(read.map((r) => r.timeline.queueWaitMs)),
+        inferenceRun: p50(read.map((r) => r.timeline.inferenceMs)),
+        resultToWebhookScheduled: p50(read.map((r) => diff(r.timeline.webhookScheduledAt, r.timeline.resultAt))),
+        webhookQueueWait: p50(read.map((r) => diff(r.timeline.webhookStartedAt, r.timeline.webhookScheduledAt))),
+        webhookStartToReceived: p50(read.map((r) => diff(r.sample.deliveredAt, r.timeline.webhookStartedAt))),
+      },
+      historyEventsPerRequest: p50(read.map((r) => r.timeline.historyEvents)),
+      workflowTypes: [...types],
+      cpuMsPerRequest,
+    },
+  };
+}
+
+/**
+ * `pollers` clients each ask for the state of one request (poller i of `ids[i % ids.length]`), pause
+ * `--poll-interval-ms`, and repeat for `--poll-seconds`. `poll` answers the state it saw (or the HTTP
+ * status of a failure); latencies are reported overall and per state.
+ */
+async function measureStatus(
+  label: string,
+  poll: (id: string) => Promise<string>,
+  ids: string[],
+  options: Options,
+  progress: Progress,
+): Promise<StatusResult> {
+  const latencies: number[] = [];
+  const byState = new Map<string, number[]>();
+  const until = Date.now() + options.pollSeconds * 1000;
+  progress.start(`${label}, ${options.pollers} pollers`, 0);
+  await Promise.all(
+    Array.from({ length: options.pollers }, async (_, i) => {
+      const id = ids[i % ids.length]!;
+      // Spread the pollers' first requests over one interval, as independent clients would be.
+      await sleep(Math.random() * options.pollIntervalMs);
+      while (Date.now() < until) {
+        const started = nowMs();
+        const state = await poll(id).catch((err: unknown) => `error: ${(err as Error).message}`);
+        const ms = nowMs() - started;
+        latencies.push(ms);
+        byState.set(state, [...(byState.get(state) ?? []), ms]);
+        progress.tick();
+        if (options.pollIntervalMs > 0) await sleep(options.pollIntervalMs);
+      }
+    }),
+  );
+  const rps = round(latencies.length / options.pollSeconds);
+  progress.finish(`${rps} req/s`);
+  return {
+    pollers: options.pollers,
+    intervalMs: options.pollIntervalMs,
+    requests: latencies.length,
+    rps,
+    latencyMs: summarize(latencies),
+    byState: Object.fromEntries([...byState].map(([state, values]) => [state, summarize(values)!])),
+  };
+}
+
+type StatusPhase = Awaited<ReturnType<typeof statusPhase>>;
+
+interface StatusResult {
+  pollers: number;
+  intervalMs: number;
+  requests: number;
+  rps: number;
+  latencyMs?: Summary;
+  byState: Record<string, Summary>;
+}
+
+/**
+ * Status under `--pollers` concurrent pollers, through our endpoint and, for reference, as a raw
+ * `describe()` of the same workflows from this process: first of requests still in flight (each
+ * poller its own request of a slow model, half of them running and half waiting for a slot), then
+ * of finished ones.
+ */
+async function statusPhase(
+  apiUrl: string,
+  client: Client,
+  finishedIds: string[],
+  options: Options,
+  progress: Progress,
+) {
+  const auth = { authorization: `Key ${API_KEY}` };
+  const submitSlow = async () => {
+    const res = await fetch(`${apiUrl}/${SLOW_MODEL_ID}`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: '{"prompt":"poll me"}',
+    });
+    const body = (await res.json()) as { request_id?: string };
+    if (!body.request_id) throw new Error(`submit answered ${res.status}: ${JSON.stringify(body)}`);
+    return body.request_id;
+  };
+  const slowIds: string[] = [];
+  for (let i = 0; i < options.pollers; i += 8) {
+    slowIds.push(...(await Promise.all(Array.from({ length: Math.min(8, options.pollers - i) }, submitSlow))));
+  }
+  const viaApi = (modelId: string) => async (id: string) => {
+    const res = await fetch(`${apiUrl}/${modelId}/requests/${id}/status`, { headers: auth });
+    const body = (await res.json()) as { status?: string };
+    return res.ok && body.status ? body.status : `HTTP ${res.status}`;
+  };
+  const raw = async (id: string) => (await client.workflow.getHandle(id).describe()).status.name;
+  const result = {
+    inFlight: await measureStatus('status (in flight)', viaApi(SLOW_MODEL_ID), slowIds, options, progress),
+    inFlightRawDescribe: await measureStatus('raw describe (in flight)', raw, slowIds, options, progress),
+    finished: await measureStatus('status (finished)', viaApi(MODEL_ID), finishedIds, options, progress),
+    finishedRawDescribe: await measureStatus('raw describe (finished)', raw, finishedIds, options, progress),
+  };
+  await Promise.all(
+    slowIds.map((id) =>
+      fetch(`${apiUrl}/${SLOW_MODEL_ID}/requests/${id}/cancel`, { method: 'PUT', headers: auth }).catch(
+        () => undefined,
+      ),
+    ),
+  );
+  return result;
+}
+
+/** Samples RSS of the given processes every second; the last and peak values per process. */
+function startRssSampler(processes: Record<string, ServiceProcess>) {
+  const samples: { t: number; rss: Record<string, number | undefined> }[] = [];
+  const take = () => {
+    const rss = Object.fromEntries(Object.entries(processes).map(([name, p]) => [name, rssBytes(p.pid)]));
+    samples.push({ t: Date.now(), rss });
+    return rss;
+  };
+  const timer = setInterval(take, 1000);
+  return {
+    samples,
+    take,
+    stop() {
+      clearInterval(timer);
+    },
+    peak(name: string) {
+      return Math.max(...samples.map((s) => s.rss[name] ?? 0));
+    },
+  };
+}
+
+/** A short digest of the code that shapes a request, so results of different designs are not compared blindly. */
+function designDigest(): string {
+  const hash = createHash('sha256');
+  const files = [
+    'src/client/requests.ts',
+    ...readdirSync(join(projectRoot, 'src/workflows')).map((f) => `src/workflows/${f}`),
+  ];
+  for (const file of files.sort()) hash.update(file).update(readFileSync(join(projectRoot, file)));
+  return hash.digest('hex').slice(0, 12);
+}
+
+/** SQLite's header says how the file is journaled: bytes 18 and 19 are 1 for rollback journal, 2 for WAL. */
+function journalModeOnDisk(dbFile: string): string {
+  const header = Buffer.alloc(20);
+  const fd = openSync(dbFile, 'r');
+  try {
+    readSync(fd, header, 0, 20, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return header[18] === 2 ? 'wal' : header[18] === 1 ? 'rollback journal (delete)' : `unknown (${header[18]})`;
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const config = loadConfig(process.env);
+  const tuning = {
+    maxCachedWorkflows: config.worker.maxCachedWorkflows,
+    maxConcurrentWorkflowTasks: config.worker.maxConcurrentWorkflowTasks,
+    maxConcurrentActivities: config.worker.maxConcurrentActivities,
+    modelConcurrency: options.modelConcurrency,
+    runnerConcurrency: options.modelConcurrency === 'unlimited' ? 64 : options.modelConcurrency,
+  };
+  const progress = new Progress();
+  const startedAt = new Date();
+  const loadStart = loadavg();
+  const dir = mkdtempSync(join(tmpdir(), 'fal-queue-bench-'));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
+    if (!options.keep) rmSync(dir, { recursive: true, force: true });
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      progress.log(`${signal}: stopping the stack`);
+      void cleanup().then(() => process.exit(130));
+    });
+  }
+  let services: Record<string, ServiceProcess> = {};
+
+  try {
+    progress.log(`temporary directory ${dir}`);
+    const dbFile = options.db === 'file' && !options.temporalAddress ? join(dir, 'temporal.db') : undefined;
+    progress.log(
+      options.temporalAddress ? 'bundling workflows' : 'starting the Temporal dev server and bundling workflows',
+    );
+    const [temporal, ourBundle, baselineBundle] = await Promise.all([
+      startTemporal(options, dbFile, progress),
+      writeWorkflowBundle(dir, 'workflows.js'),
+      writeWorkflowBundle(dir, 'baseline-workflows.js', { workflowsPath: require.resolve('./baseline/workflows') }),
+    ]);
+    cleanups.push(() => temporal.stop());
+    const receiver = await WebhookReceiver.start();
+    cleanups.push(() => receiver.close());
+    const connection = await Connection.connect({ address: temporal.address });
+    cleanups.push(() => connection.close());
+    const client = new Client({ connection });
+
+    const stack = await startStacks(temporal, dir, ourBundle, baselineBundle, tuning, progress, options);
+    services = stack.processes;
+    cleanups.push(() => Promise.all(Object.values(stack.processes).map((p) => p.stop())));
+    const sampler = startRssSampler(stack.processes);
+    cleanups.push(async () => sampler.stop());
+    const rssStart = sampler.take();
+    const cpu = () => ({
+      ...Object.fromEntries(Object.entries(stack.processes).map(([name, p]) => [name, cpuTimeMs(p.pid)])),
+      temporal: temporal.pid === undefined ? undefined : cpuTimeMs(temporal.pid),
+      bench: (() => {
+        const usage = process.cpuUsage();
+        return (usage.user + usage.system) / 1000;
+      })(),
+    });
+
+    const ours: System = {
+      name: 'ours',
+      inferenceActivity: 'runInference',
+      webhookActivity: 'deliverWebhook',
+      submitted: 0,
+      async submit() {
+        const res = await fetch(`${stack.apiUrl}/${MODEL_ID}?fal_webhook=${encodeURIComponent(receiver.url)}`, {
+          method: 'POST',
+          headers: { authorization: `Key ${API_KEY}`, 'content-type': 'application/json' },
+          body: '{"prompt":"bench"}',
+        });
+        const body = (await res.json()) as { request_id?: string };
+        if (res.status === 200) ours.submitted++;
+        if (res.status !== 200 || !body.request_id)
+          throw new Error(`submit answered ${res.status}: ${JSON.stringify(body)}`);
+        return body.request_id;
+      },
+    };
+    const baseline: System = {
+      name: 'baseline',
+      inferenceActivity: 'noopInference',
+      webhookActivity: 'postWebhook',
+      submitted: 0,
+      async submit() {
+        const id = randomUUID();
+        await client.workflow.start<typeof baselineRequest>('baselineRequest', {
+          workflowId: id,
+          taskQueue: stack.baselineTaskQueue,
+          args: [
+            {
+              id,
+              webhookUrl: receiver.url,
+              modelTaskQueue: `${stack.baselineTaskQueue}:model:noop`,
+              input: { prompt: 'bench' },
+            },
+          ],
+        });
+        baseline.submitted++;
+        return id;
+      },
+    };
+
+    const results: Record<string, unknown> = {
+      version: 1,
+      startedAt: startedAt.toISOString(),
+      machine: {
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model,
+        memoryMiB: mib(totalmem()),
+        loadAverageAtStart: loadStart.map((l) => round(l)),
+        node: process.version,
+        platform: `${process.platform}-${process.arch}`,
+      },
+      options,
+      layout:
+        'separate processes: dev server, our worker (src/worker.ts), our API (src/server.ts), baseline worker; clients and webhook receiver in the bench process',
+      temporal: {
+        address: options.temporalAddress ?? 'dev server started by the bench',
+        cli: temporal.cliVersion,
+        database: options.temporalAddress ? 'external' : (dbFile ?? 'in memory'),
+        sqlite: options.temporalAddress ? undefined : SQLITE_SETTINGS,
+        dynamicConfig: options.dynamicConfig,
+      },
+      tuning,
+      design: { digest: designDigest() },
+    };
+
+    if (options.long) {
+      results.long = await longRun(ours, receiver, options, stack.processes.worker.pid, progress);
+    } else {
+      const levels: Record<string, unknown>[] = [];
+      let lastOurs: Sample[] = [];
+      for (const concurrency of options.concurrency) {
+        const skipped = { result: emptyLevel(), samples: [] };
+        const base =
+          options.only === 'ours'
+            ? skipped
+            : await measureLevel(baseline, receiver, client, concurrency, options, progress, cpu);
+        const our =
+          options.only === 'baseline'
+            ? skipped
+            : await measureLevel(ours, receiver, client, concurrency, options, progress, cpu);
+        lastOurs = our.samples;
+        levels.push({
+          concurrency,
+          baseline: base.result,
+          ours: our.result,
+          ratios: {
+            throughput: ratio(our.result.throughputRps, base.result.throughputRps),
+            submitP50: ratio(our.result.submitMs?.p50, base.result.submitMs?.p50),
+            submitP99: ratio(our.result.submitMs?.p99, base.result.submitMs?.p99),
+            endToEndP50: ratio(our.result.endToEndMs?.p50, base.result.endToEndMs?.p50),
+          },
+        });
+      }
+      results.levels = levels;
+      // Helper workflows (queues, children) included: what one request makes the server store.
+      (results.design as Record<string, unknown>).historyCost = {
+        baseline: await historyCost(client, stack.baselineTaskQueue, baseline.submitted),
+        ours: await historyCost(client, stack.taskQueue, ours.submitted),
+      };
+      const ids = lastOurs.map((s) => s.id);
+      if (ids.length > 0) {
+        const status = await statusPhase(stack.apiUrl, client, ids, options, progress);
+        results.status = status;
+        results.targets = evaluateTargets(levels, status);
+      }
+    }
+    const rssEnd = sampler.take();
+    results.rssMiB = Object.fromEntries(
+      Object.keys(stack.processes).map((name) => [
+        name,
+        { start: mib(rssStart[name]), end: mib(rssEnd[name]), peak: mib(sampler.peak(name)) },
+      ]),
+    );
+    if (dbFile) (results.temporal as Record<string, unknown>).journalModeOnDisk = journalModeOnDisk(dbFile);
+    (results.machine as Record<string, unknown>).loadAverageAtEnd = loadavg().map((l) => round(l));
+    results.finishedAt = new Date().toISOString();
+
+    const out =
+      options.out ?? join(projectRoot, 'bench-results', `bench-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+    console.log(report(results));
+    console.log(`\nresults: ${relative(process.cwd(), out)}`);
+  } catch (err) {
+    for (const service of Object.values(services)) {
+      console.error(`--- last output of ${service.name} (pid ${service.pid}) ---\n${service.output()}`);
+    }
+    throw err;
+  } finally {
+    await cleanup();
+  }
+}
+
+/** The dev server the bench owns, or a handle on the server given with --temporal-address. */
+async function startTemporal(
+  options: Options,
+  dbFile: string | undefined,
+  progress: Progress,
+): Promise<{ address: string; cliVersion?: string; pid?: number; stop(): Promise<void> }> {
+  if (options.temporalAddress) return { address: options.temporalAddress, stop: async () => undefined };
+  const cliPath = await ensureTemporalCli({ projectRoot, log: (line) => progress.log(line) });
+  const cliVersion = spawnSync(cliPath, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  const server = await startDevServer({
+    searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
+    cliPath,
+    dbFile,
+    port: 0,
+    uiPort: false,
+    dynamicConfig: options.dynamicConfig,
+  });
+  return { address: server.address, cliVersion, pid: server.pid, stop: () => server.stop() };
+}
+
+/** Our worker and API, and the baseline worker, each in its own process against `temporal`. */
+async function startStacks(
+  temporal: { address: string },
+  dir: string,
+  ourBundle: string,
+  baselineBundle: string,
+  tuning: Tuning,
+  progress: Progress,
+  { cpuProf, pollers, pollSeconds }: Pick<Options, 'cpuProf' | 'pollers' | 'pollSeconds'>,
+) {
+  const modelsFile = join(dir, 'models.json');
+  const model = {
+    id: MODEL_ID,
+    backend: { kind: 'builtin', name: 'noop' },
+    concurrency: tuning.modelConcurrency,
+    runnerConcurrency: tuning.runnerConcurrency,
+  };
+  const slow = {
+    id: SLOW_MODEL_ID,
+    backend: { kind: 'builtin', name: 'noop', options: { delayMs: (2 * pollSeconds + 60) * 1000 } },
+    // Half the pollers' requests run, the other half wait for a slot.
+    concurrency: Math.max(1, Math.floor(pollers / 2)),
+    timeoutSeconds: 2 * pollSeconds + 120,
+  };
+  writeFileSync(modelsFile, JSON.stringify({ models: [{ ...model, timeoutSeconds: 60 }, slow] }));
+  const taskQueue = `bench-${randomUUID()}`;
+  const baselineTaskQueue = `baseline-${randomUUID()}`;
+  const env = serviceEnv({
+    temporalAddress: temporal.address,
+    taskQueue,
+    dataDir: dir,
+    modelsFile,
+    workflowBundlePath: ourBundle,
+    apiKeys: API_KEY,
+    webhookSchedule: '0s,1s,5s',
+    webhookTimeoutMs: 10_000,
+    tuning,
+  });
+  progress.log('starting our worker and API, and the baseline worker');
+  // Profiles are written when a process exits normally, which the bench's SIGTERM at the end gives.
+  const profile = (name: string): string[] =>
+    cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const processes = {
+    worker: spawnWorker(env, profile('worker')),
+    api: spawnApi({ ...env, PORT: '0' }, profile('api')),
+    baselineWorker: spawnService(
+      'baseline-worker',
+      'bench/baseline/worker.ts',
+      {
+        ...env,
+        TEMPORAL_TASK_QUEUE: baselineTaskQueue,
+        WORKFLOW_BUNDLE_PATH: baselineBundle,
+        BASELINE_MODEL_CONCURRENCY: String(tuning.runnerConcurrency),
+      },
+      'workers polling',
+    ),
+  };
+  const [, apiLine] = await Promise.all([processes.worker.ready, processes.api.ready, processes.baselineWorker.ready]);
+  return { processes, apiUrl: apiUrlOf(apiLine), taskQueue, baselineTaskQueue };
+}
+
+/**
+ * The memory run: `--long` requests at `--long-concurrency`, sampling the worker's RSS every second
+ * with the number of requests done. The first 20 % of requests are warm-up (JIT, caches, heap
+ * sizing). RSS is a GC sawtooth, so single samples mislead: growth compares the mean RSS of the
+ * first and last quarter of the post-warm-up samples, and the slope (least squares, MiB per 1,000
+ * requests) shows whether it keeps climbing.
+ */
+async function longRun(
+  ours: System,
+  receiver: WebhookReceiver,
+  options: Options,
+  workerPid: number,
+  progress: Progress,
+) {
+  const total = options.long!;
+  const warmup = Math.max(1, Math.round(total * 0.2));
+  let done = 0;
+  const points: { t: number; done: number; rss: number }[] = [];
+  const started = Date.now();
+  const timer = setInterval(() => {
+    const rss = rssBytes(workerPid);
+    if (rss !== undefined) points.push({ t: Date.now() - started, done, rss });
+  }, 1000);
+  progress.start(`memory run c=${options.longConcurrency}`, total);
+  try {
+    await closedLoop(ours, receiver, options.longConcurrency, { requests: total }, () => {
+      done++;
+      progress.tick(1, `worker ${mib(points.at(-1)?.rss) ?? '?'} MiB`);
+    });
+  } finally {
+    clearInterval(timer);
+  }
+  progress.finish();
+  const seconds = (Date.now() - started) / 1000;
+  const after = points.filter((p) => p.done >= warmup);
+  const quarter = Math.max(1, Math.floor(after.length / 4));
+  const mean = (ps: typeof after) => ps.reduce((a, p) => a + p.rss, 0) / Math.max(1, ps.length);
+  const first = mean(after.slice(0, quarter));
+  const last = mean(after.slice(-quarter));
+  const growth = after.length >= 4 ? round(((last - first) / first) * 100, 1) : undefined;
+  return {
+    requests: total,
+    concurrency: options.longConcurrency,
+    warmupRequests: warmup,
+    seconds: round(seconds, 1),
+    throughputRps: round(total / seconds),
+    workerRssMiB: {
+      start: mib(points[0]?.rss),
+      afterWarmupMean: mib(first),
+      endMean: mib(last),
+      max: mib(Math.max(...points.map((p) => p.rss))),
+    },
+    workerRssGrowthPercent: growth,
+    slopeMiBPer1000Requests: slope(after),
+    target: {
+      name: 'worker RSS growth after warm-up',
+      target: '<= 10 %',
+      value: growth,
+      met: growth !== undefined && growth <= 10,
+    },
+    series: points
+      .filter((_, i) => i % 5 === 0)
+      .map((p) => ({ t: round(p.t / 1000, 0), done: p.done, workerMiB: mib(p.rss) })),
+  };
+}
+
+/** Least-squares slope of RSS against requests done, in MiB per 1,000 requests. */
+function slope(points: { done: number; rss: number }[]): number | undefined {
+  if (points.length < 2) return undefined;
+  const n = points.length;
+  const mx = points.reduce((a, p) => a + p.done, 0) / n;
+  const my = points.reduce((a, p) => a + p.rss, 0) / n;
+  const sxy = points.reduce((a, p) => a + (p.done - mx) * (p.rss - my), 0);
+  const sxx = points.reduce((a, p) => a + (p.done - mx) ** 2, 0);
+  return sxx === 0 ? undefined : round(((sxy / sxx) * 1000) / 1024 / 1024, 2);
+}
+
+interface Target {
+  name: string;
+  target: string;
+  value: number | undefined;
+  met: boolean;
+  note: string;
+}
+
+/** The issue's targets; throughput at its peak level, latencies at the lowest concurrency (no queueing). */
+function evaluateTargets(levels: Record<string, unknown>[], statusPhase: StatusPhase): Target[] {
+  const status = statusPhase.inFlight;
+  type Level = { concurrency: number; baseline: LevelResult; ours: LevelResult };
+  const ls = levels as unknown as Level[];
+  const peak = (k: 'baseline' | 'ours') => Math.max(...ls.map((l) => l[k].throughputRps));
+  const lowest = ls[0]!;
+  const worst = (f: (l: Level) => number | undefined) => Math.max(...ls.map((l) => f(l) ?? 0));
+  const ourPeak = peak('ours');
+  const throughputRatio = ratio(ourPeak, peak('baseline'));
+  const submitRatio = ratio(lowest.ours.submitMs?.p50, lowest.baseline.submitMs?.p50);
+  const webhookP50 = lowest.ours.webhookAfterResultMs?.p50;
+  const statusP50 = status.latencyMs?.p50;
+  const finishedP50 = statusPhase.finished.latencyMs?.p50;
+  return [
+    {
+      name: 'e2e throughput vs baseline',
+      target: '>= 0.8',
+      value: throughputRatio,
+      met: (throughputRatio ?? 0) >= 0.8,
+      note: 'peak over levels, ours / baseline',
+    },
+    { name: 'e2e throughput', target: '>= 40 req/s', value: ourPeak, met: ourPeak >= 40, note: 'peak over levels' },
+    {
+      name: 'submit p50 vs raw workflow.start p50',
+      target: '<= 1.2',
+      value: submitRatio,
+      met: (submitRatio ?? Infinity) <= 1.2,
+      note: `at c=${lowest.concurrency}; worst level ${round(
+        worst((l) => ratio(l.ours.submitMs?.p50, l.baseline.submitMs?.p50)),
+        2,
+      )}`,
+    },
+    {
+      name: 'webhook p50 after the result',
+      target: '<= 50 ms',
+      value: webhookP50,
+      met: (webhookP50 ?? Infinity) <= 50,
+      note: `at c=${lowest.concurrency}; worst level ${round(
+        worst((l) => l.ours.webhookAfterResultMs?.p50),
+        1,
+      )} ms`,
+    },
+    {
+      name: `status p50, ${status.pollers} pollers`,
+      target: '<= 5 ms',
+      value: statusP50,
+      met: (statusP50 ?? Infinity) <= 5,
+      note: `requests in flight, ${status.rps} req/s, every ${status.intervalMs} ms per poller; finished requests: ${finishedP50} ms`,
+    },
+  ];
+}
+
+/** The human-readable report. */
+function report(r: Record<string, unknown>): string {
+  const lines: string[] = [];
+  const machine = r.machine as Record<string, unknown>;
+  lines.push(
+    '',
+    `fal-queue-temporal benchmark — ${String(r.startedAt)}`,
+    `machine: ${String(machine.cpus)} cores (${String(machine.cpuModel)}), load average ${JSON.stringify(machine.loadAverageAtStart)} at start, ${JSON.stringify(machine.loadAverageAtEnd)} at end`,
+    `temporal: ${String((r.temporal as Record<string, unknown>).cli)}; SQLite journal on disk: ${String((r.temporal as Record<string, unknown>).journalModeOnDisk)}`,
+    `tuning: ${JSON.stringify(r.tuning)}; design digest ${String((r.design as Record<string, unknown>).digest)}`,
+  );
+  if (r.levels) {
+    type Level = {
+      concurrency: number;
+      baseline: LevelResult;
+      ours: LevelResult;
+      ratios: Record<string, number | undefined>;
+    };
+    const levels = r.levels as Level[];
+    const pp = (s: Summary | undefined) => (s ? `${s.p50} / ${s.p99}` : undefined);
+    lines.push('', 'Throughput and latency (ms, p50 / p99); baseline = raw Temporal client, same server', '');
+    lines.push(
+      table(
+        [
+          'c',
+          'base req/s',
+          'ours req/s',
+          'ratio',
+          'start (base)',
+          'submit (ours)',
+          'ratio p50',
+          'e2e (base)',
+          'e2e (ours)',
+        ],
+        levels.map((l) => [
+          l.concurrency,
+          l.baseline.throughputRps,
+          l.ours.throughputRps,
+          l.ratios.throughput,
+          pp(l.baseline.submitMs),
+          pp(l.ours.submitMs),
+          l.ratios.submitP50,
+          pp(l.baseline.endToEndMs),
+          pp(l.ours.endToEndMs),
+        ]),
+      ),
+    );
+    lines.push('', 'Where the time goes (p50 ms, from Temporal histories of sampled requests)', '');
+    const measured = levels[0]!.ours.requests > 0 ? levels[0]!.ours : levels[0]!.baseline;
+    const keys = Object.keys(measured.breakdownP50Ms);
+    lines.push(
+      table(
+        ['c / system', 'webhook after result p50/p99', ...keys, 'history events', 'workflows'],
+        levels.flatMap((l) =>
+          (['baseline', 'ours'] as const).map((k) => [
+            `${l.concurrency} ${k}`,
+            pp(l[k].webhookAfterResultMs),
+            ...keys.map((key) => l[k].breakdownP50Ms[key] && round(l[k].breakdownP50Ms[key]!, 1)),
+            l[k].historyEventsPerRequest,
+            l[k].workflowTypes.join('+'),
+          ]),
+        ),
+      ),
+    );
+    const cost = (r.design as { historyCost?: Record<string, HistoryCost> }).historyCost;
+    if (cost) {
+      lines.push('', 'What one request makes Temporal store (all workflows on the system’s task queue)', '');
+      lines.push(
+        table(
+          ['system', 'workflow type', 'executions / request', 'events / request', 'bytes / request'],
+          Object.entries(cost).flatMap(([system, c]) => [
+            ...Object.entries(c.byType).map(([type, t]) => [
+              system,
+              type,
+              t.executionsPerRequest,
+              t.eventsPerRequest,
+              t.bytesPerRequest,
+            ]),
+            [system, 'total', undefined, c.eventsPerRequest, undefined],
+          ]),
+        ),
+      );
+    }
+    const status = r.status as StatusPhase | undefined;
+    const names = Object.keys(measured.cpuMsPerRequest);
+    lines.push('', 'CPU time per request (ms, all processes; idle ones show their polling cost)', '');
+    lines.push(
+      table(
+        ['c / system', ...names, 'total'],
+        levels.flatMap((l) =>
+          (['baseline', 'ours'] as const).map((k) => {
+            const cpu = l[k].cpuMsPerRequest;
+            const total = Object.values(cpu).reduce<number>((a, b) => a + (b ?? 0), 0);
+            return [`${l.concurrency} ${k}`, ...names.map((n) => cpu[n]), round(total, 1)];
+          }),
+        ),
+      ),
+    );
+    if (status) {
+      const row = (name: string, st: StatusResult) => [
+        name,
+        st.rps,
+        st.latencyMs?.p50,
+        st.latencyMs?.p99,
+        Object.entries(st.byState)
+          .map(([state, sum]) => `${state} ${sum.count}x p50 ${sum.p50}`)
+          .join(', '),
+      ];
+      lines.push('', `Status under ${status.inFlight.pollers} concurrent pollers (ms)`, '');
+      lines.push(
+        table(
+          ['what', 'req/s', 'p50', 'p99', 'by state'],
+          [
+            row('our status endpoint, requests in flight', status.inFlight),
+            row('raw describe(), same requests', status.inFlightRawDescribe),
+            row('our status endpoint, finished requests', status.finished),
+            row('raw describe(), same requests', status.finishedRawDescribe),
+          ],
+        ),
+      );
+    }
+  }
+  if (r.long) {
+    const long = r.long as Awaited<ReturnType<typeof longRun>>;
+    lines.push(
+      '',
+      `Memory run: ${long.requests} requests at c=${long.concurrency} in ${long.seconds} s (${long.throughputRps} req/s); worker RSS ${long.workerRssMiB.start} MiB at start, mean ${long.workerRssMiB.afterWarmupMean} MiB after warm-up (${long.warmupRequests} requests), mean ${long.workerRssMiB.endMean} MiB at the end, max ${long.workerRssMiB.max} MiB`,
+      `  growth ${long.workerRssGrowthPercent} % (target <= 10 %: ${long.target.met ? 'met' : 'NOT met'}), slope ${long.slopeMiBPer1000Requests} MiB per 1,000 requests`,
+    );
+  }
+  const rss = r.rssMiB as Record<string, { start?: number; end?: number; peak?: number }>;
+  lines.push(
+    '',
+    table(
+      ['RSS MiB', 'start', 'end', 'peak'],
+      Object.entries(rss).map(([n, v]) => [n, v.start, v.end, v.peak]),
+    ),
+  );
+  if (r.targets) {
+    lines.push('', 'Targets', '');
+    lines.push(
+      table(
+        ['target', 'wanted', 'measured', 'met', 'how'],
+        (r.targets as Target[]).map((t) => [t.name, t.target, t.value, t.met ? 'yes' : 'NO', t.note]),
+      ),
+    );
+  }
+  const loadAtStart = (machine.loadAverageAtStart as number[])[0] ?? 0;
+  if (loadAtStart > Number(machine.cpus) * 0.5) {
+    lines.push(
+      '',
+      `NOTE: the machine was busy (load ${loadAtStart} on ${String(machine.cpus)} cores): figures are noisy; re-run on a quiet machine.`,
+    );
+  }
+  return lines.join('\n');
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,204 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { bundleWorkflowCode, type BundleOptions } from '@temporalio/worker';
+import { workflowBundleOptions } from '../src/workers';
+
+/** The repository root: services are started from here, as `npm start` would. */
+export const projectRoot = resolve(__dirname, '..');
+
+const OUTPUT_TAIL_LINES = 40;
+
+/** A Node service (worker or API) running in its own process, configured only by its environment. */
+export interface ServiceProcess {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  /** Resolves with the line that announced readiness; rejects if the process exits first. */
+  ready: Promise<string>;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<string>;
+  /** The last lines the process wrote, for error messages. */
+  output(): string;
+  /** kill -9. Resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** SIGTERM (graceful drain), SIGKILL after `graceMs`. Resolves once the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+
+/**
+ * Starts `node --import tsx <entry>` from the project root with `env` on top of ours, and waits for
+ * `readyText` in its output. The child is SIGKILLed if this process exits first, so an interrupted
+ * run leaves nothing behind.
+ */
+export function spawnService(
+  name: string,
+  entry: string,
+  env: Record<string, string>,
+  readyText: string,
+  nodeArgs: string[] = [],
+): ServiceProcess {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', entry], {
+    cwd: projectRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (running.size === 0) process.on('exit', killAll);
+  running.add(child);
+  const tail: string[] = [];
+  const exited = new Promise<string>((done) => {
+    child.once('exit', (code, signal) => {
+      running.delete(child);
+      if (running.size === 0) process.off('exit', killAll);
+      done(signal ?? String(code));
+    });
+  });
+  const ready = new Promise<string>((resolveReady, reject) => {
+    for (const stream of [child.stdout!, child.stderr!]) {
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+        tail.push(line);
+        if (tail.length > OUTPUT_TAIL_LINES) tail.shift();
+        if (line.includes(readyText)) resolveReady(line);
+      });
+    }
+    void exited.then((how) => reject(new Error(`${name} exited (${how}) before it was ready:\n${tail.join('\n')}`)));
+  });
+  // A service that dies later is the caller's business (chaos expects it); only the wait above cares here.
+  ready.catch(() => undefined);
+  const signal = async (sig: NodeJS.Signals, graceMs: number) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(sig);
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+  return {
+    name,
+    child,
+    pid: child.pid!,
+    ready,
+    exited,
+    output: () => tail.join('\n'),
+    kill: () => signal('SIGKILL', 0),
+    stop: (graceMs = 15_000) => signal('SIGTERM', graceMs),
+  };
+}
+
+function killAll(): void {
+  for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+/** Where a stack's services find Temporal, their files, the models and the webhook settings. */
+export interface ServiceEnvOptions {
+  temporalAddress: string;
+  taskQueue: string;
+  dataDir: string;
+  modelsFile: string;
+  workflowBundlePath: string;
+  apiKeys: string;
+  webhookSchedule: string;
+  webhookTimeoutMs: number;
+  /** `WORKER_*` tuning; unset ones keep src/config.ts defaults. */
+  tuning?: { maxCachedWorkflows?: number; maxConcurrentWorkflowTasks?: number; maxConcurrentActivities?: number };
+}
+
+/**
+ * The environment our worker and API run with in the bench and the chaos run: everything on
+ * 127.0.0.1, so webhooks to the loopback receiver must be allowed out (EGRESS_ALLOW).
+ */
+export function serviceEnv(o: ServiceEnvOptions): Record<string, string> {
+  const env: Record<string, string> = {
+    HOST: '127.0.0.1',
+    TEMPORAL_ADDRESS: o.temporalAddress,
+    TEMPORAL_TASK_QUEUE: o.taskQueue,
+    DATA_DIR: o.dataDir,
+    MODELS_FILE: o.modelsFile,
+    WORKFLOW_BUNDLE_PATH: o.workflowBundlePath,
+    API_KEYS: o.apiKeys,
+    WEBHOOK_SCHEDULE: o.webhookSchedule,
+    WEBHOOK_TIMEOUT_MS: String(o.webhookTimeoutMs),
+    EGRESS_ALLOW: '127.0.0.1/32,::1,localhost',
+    LOG_LEVEL: 'info',
+  };
+  if (o.tuning?.maxCachedWorkflows) env.WORKER_MAX_CACHED_WORKFLOWS = String(o.tuning.maxCachedWorkflows);
+  if (o.tuning?.maxConcurrentWorkflowTasks) {
+    env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS = String(o.tuning.maxConcurrentWorkflowTasks);
+  }
+  if (o.tuning?.maxConcurrentActivities)
+    env.WORKER_MAX_CONCURRENT_ACTIVITIES = String(o.tuning.maxConcurrentActivities);
+  return env;
+}
+
+/** Starts `src/worker.ts` (control worker and model runners), ready once it polls. */
+export function spawnWorker(env: Record<string, string>, nodeArgs: string[] = []): ServiceProcess {
+  return spawnService('worker', 'src/worker.ts', env, 'workers polling', nodeArgs);
+}
+
+/** Starts `src/server.ts` (the queue API); `ready` resolves once it listens. */
+export function spawnApi(env: Record<string, string>, nodeArgs: string[] = []): ServiceProcess {
+  return spawnService('api', 'src/server.ts', env, 'queue API listening', nodeArgs);
+}
+
+/** The URL in the API's "queue API listening" log line. */
+export function apiUrlOf(readyLine: string): string {
+  const url = (JSON.parse(readyLine) as { url?: unknown }).url;
+  if (typeof url !== 'string') throw new Error(`no url in the API's ready line: ${readyLine}`);
+  return url;
+}
+
+/** Resident set size of a process in bytes (Linux `/proc`), or undefined where that is not available. */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time (user + system) a process has used so far, in ms (Linux `/proc`; 10 ms resolution), or
+ * undefined where that is not available. Unlike latencies, this barely changes when other work
+ * competes for the cores, so it tells where the work goes even on a busy machine.
+ */
+export function cpuTimeMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces; fields after it are plain numbers.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * (1000 / CLOCK_TICKS_PER_SECOND) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// USER_HZ: 100 on every Linux architecture Node supports.
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/**
+ * Bundles workflow code once and writes it to `dir`, as production images do; workers load the file.
+ * Without `options`, bundles our own workflows exactly as our workers would.
+ */
+export async function writeWorkflowBundle(
+  dir: string,
+  fileName: string,
+  options: Omit<BundleOptions, 'logger'> = workflowBundleOptions(),
+): Promise<string> {
+  const { code } = await bundleWorkflowCode({ ...options, logger: quietBundler });
+  const path = join(dir, fileName);
+  writeFileSync(path, code);
+  return path;
+}
+
+const quietBundler = {
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: (message: string) => console.error(message),
+  log: () => undefined,
+};

@@ -1,0 +1,145 @@
+/**
+ * How fast the admission path is: `npx tsx scripts/admission-throughput.ts [requests] [concurrency,...]`.
+ *
+ * Starts a throwaway dev server and, in this one process, the workers, the API and a webhook receiver. Then:
+ * 1. the admission queue alone: closed-loop clients enqueue a request id and give it back (no request workflows),
+ *    on a queue started with a small continue-as-new threshold so hand-overs happen under load;
+ * 2. end to end (HTTP submit -> workflow -> no-op model -> webhook received) for the same no-op model declared
+ *    `unlimited` (no admission queue), limited above the client count (admission, never waiting) and limited to 8
+ *    (most requests wait for a grant).
+ * Prints requests/s per case. Figures are for comparing cases within one run on the same machine.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import pino from 'pino';
+import { AdmissionClient } from '../src/client/admission';
+import { loadConfig } from '../src/config';
+import { ModelRegistry } from '../src/models/registry';
+import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
+import { startServer } from '../src/server';
+import { ensureTemporalCli } from '../src/temporal/cli';
+import { startDevServer } from '../src/temporal/dev-server';
+import { installTemporalRuntime } from '../src/temporal/runtime';
+import { startWorkers } from '../src/worker';
+import { admissionQueue, admissionStatsQuery, admissionWorkflowId } from '../src/workflows';
+import { startLoopbackServer } from '../test/helpers/http-peers';
+
+const KEY = 'bench:bench-secret';
+
+async function main(): Promise<void> {
+  const requests = Number(process.argv[2] ?? 600);
+  const levels = (process.argv[3] ?? '16,64').split(',').map(Number);
+  const dir = mkdtempSync(join(tmpdir(), 'admission-bench-'));
+  const cliPath = await ensureTemporalCli({ projectRoot: resolve(__dirname, '..'), log: () => undefined });
+  const dev = await startDevServer({
+    cliPath,
+    dbFile: join(dir, 'temporal.db'),
+    port: 0,
+    uiPort: false,
+    searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
+  });
+  const taskQueue = `bench-${randomUUID()}`;
+  const config = loadConfig({
+    PORT: '0',
+    TEMPORAL_ADDRESS: dev.address,
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    DATA_DIR: dir,
+    API_KEYS: KEY,
+    LOG_LEVEL: 'warn',
+    WEBHOOK_SCHEDULE: '0s,1s',
+  });
+  const noop = { kind: 'builtin', name: 'noop' };
+  const registry = ModelRegistry.fromObject({
+    models: [
+      { id: 'bench/unlimited', backend: noop, concurrency: 'unlimited', runnerConcurrency: 64 },
+      { id: 'bench/limited', backend: noop, concurrency: 1000, runnerConcurrency: 64 },
+      { id: 'bench/queued', backend: noop, concurrency: 8 },
+    ],
+  });
+  const logger = pino({ level: 'warn' });
+  installTemporalRuntime(logger, 'ERROR');
+  const workers = await startWorkers(config, registry, logger);
+  const server = await startServer(config, registry, logger);
+  const connection = await Connection.connect({ address: dev.address });
+  const client = new Client({ connection });
+
+  const waiters = new Map<string, () => void>();
+  const receiver = await startLoopbackServer((rec, _raw, res) => {
+    res.writeHead(204).end();
+    const id = (rec.json as { request_id?: string }).request_id;
+    if (id) waiters.get(id)?.();
+  });
+  const hook = encodeURIComponent(`${receiver.url}/hook`);
+
+  const closedLoop = async (concurrency: number, total: number, one: () => Promise<void>) => {
+    let left = total;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (left-- > 0) await one();
+      }),
+    );
+    return total / ((performance.now() - started) / 1000);
+  };
+
+  // 1. The admission queue alone.
+  const admission = new AdmissionClient(client, taskQueue);
+  const queueModel = { id: 'bench/queue-only', capacity: 1_000_000, queueLimit: 10_000 };
+  await client.workflow.start(admissionQueue, {
+    workflowId: admissionWorkflowId(taskQueue, queueModel.id),
+    taskQueue,
+    args: [{ modelId: queueModel.id, capacity: queueModel.capacity, continueAsNewAfterEvents: 500 }],
+  });
+  const enqueueOnly = async () => {
+    const requestId = randomUUID();
+    const place = await admission.enqueue(queueModel, { requestId, priority: 'normal' });
+    if (!place.admitted) throw new Error('expected a slot');
+    await admission.release(queueModel.id, requestId);
+  };
+  await closedLoop(16, 200, enqueueOnly);
+  for (const c of levels) {
+    const rate = await closedLoop(c, requests * 2, enqueueOnly);
+    console.log(`admission queue alone, ${c} clients: ${rate.toFixed(0)} enqueue+release/s`);
+  }
+  const queueHandle = client.workflow.getHandle(admissionWorkflowId(taskQueue, queueModel.id));
+  const { runId } = await queueHandle.describe();
+  await new Promise((r) => setTimeout(r, 500));
+  console.log(`  stats after the run: ${JSON.stringify(await queueHandle.query(admissionStatsQuery))}, run ${runId}`);
+
+  // 2. End to end.
+  const submit = (modelId: string) => async () => {
+    const res = await fetch(`${server.url}/${modelId}?fal_webhook=${hook}`, {
+      method: 'POST',
+      headers: { authorization: `Key ${KEY}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    if (res.status !== 200) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
+    const { request_id } = (await res.json()) as { request_id: string };
+    await new Promise<void>((resolveDone) => {
+      waiters.set(request_id, resolveDone);
+      if (receiver.requests.some((r) => (r.json as { request_id?: string }).request_id === request_id)) resolveDone();
+    });
+    waiters.delete(request_id);
+  };
+  for (const c of levels) {
+    for (const modelId of ['bench/unlimited', 'bench/limited', 'bench/queued']) {
+      await closedLoop(c, Math.min(100, requests), submit(modelId));
+      const rate = await closedLoop(c, requests, submit(modelId));
+      console.log(`end to end, ${modelId}, ${c} clients: ${rate.toFixed(1)} requests/s`);
+    }
+  }
+
+  await receiver.close();
+  await server.stop();
+  await workers.stop();
+  await connection.close();
+  await dev.stop();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,15 @@
+import type { Response } from 'express';
+import type { RequestOutcome } from '../domain/request';
+
+/**
+ * Answers with a finished request's result, as `GET .../requests/{id}` and the synchronous run both
+ * do: 200 with the model output, or the error's status with `{detail, error_type}` (422's `detail`
+ * being pydantic's list). `x-fal-request-id` names the request either way.
+ */
+export function sendResult(res: Response, requestId: string, outcome: RequestOutcome): void {
+  res.set('x-fal-request-id', requestId);
+  // fal names the timeout that ended a request; `user` = the client's own x-fal-request-timeout.
+  if (outcome.status === 'ERROR' && outcome.timeoutType) res.set('x-fal-request-timeout-type', outcome.timeoutType);
+  if (outcome.status === 'OK') res.json(outcome.output);
+  else res.status(outcome.httpStatus).json({ detail: outcome.detail, error_type: outcome.errorType });
+}

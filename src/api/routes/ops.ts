@@ -1,0 +1,73 @@
+import { dirname } from 'node:path';
+import express, { Router } from 'express';
+import type { QueueMetrics } from '../../observability/metrics';
+
+export interface OpsRouteDeps {
+  metrics: QueueMetrics;
+  /** Resolves when Temporal answers; `/readyz` reports its failure as 503. */
+  readiness: () => Promise<void>;
+  /** The OpenAPI document served at `/openapi.json`. */
+  openapi: object;
+}
+
+// Swagger UI's prebuilt assets, served from the npm package: the docs page needs no CDN.
+const SWAGGER_UI_DIR = dirname(require.resolve('swagger-ui-dist/package.json'));
+const SWAGGER_UI_ASSETS = new Set([
+  '/swagger-ui.css',
+  '/swagger-ui-bundle.js',
+  '/favicon-32x32.png',
+  '/favicon-16x16.png',
+]);
+
+const DOCS_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>fal-queue-temporal API</title>
+  <link rel="stylesheet" href="/docs/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script>
+    // validatorUrl: null keeps the page from asking an online validator about our document.
+    window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true, validatorUrl: null });
+  </script>
+</body>
+</html>
+`;
+
+/**
+ * What operators and tools read, all without an API key: `/healthz` (the process is up), `/readyz`
+ * (Temporal answers), `/metrics` (Prometheus), `/openapi.json` and the `/docs` page.
+ */
+export function opsRoutes(deps: OpsRouteDeps): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    try {
+      await deps.readiness();
+      res.json({ status: 'ok' });
+    } catch (err) {
+      // A state, not an error of this request: answered here so probes do not fill the error log.
+      const message = (err as { message?: unknown })?.message ?? String(err);
+      res.status(503).json({ status: 'unavailable', detail: `Temporal is unreachable: ${String(message)}` });
+    }
+  });
+  router.get('/metrics', async (_req, res) => {
+    const { registry } = deps.metrics;
+    res.set('content-type', registry.contentType).send(await registry.metrics());
+  });
+  router.get('/openapi.json', (_req, res) => {
+    res.json(deps.openapi);
+  });
+  router.get('/docs', (_req, res) => {
+    res.type('html').send(DOCS_PAGE);
+  });
+  const assets = express.static(SWAGGER_UI_DIR, { index: false, maxAge: '1h' });
+  router.use('/docs', (req, res, next) => (SWAGGER_UI_ASSETS.has(req.path) ? assets(req, res, next) : next()));
+  return router;
+}

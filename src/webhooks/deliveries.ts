@@ -1,0 +1,127 @@
+import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
+import type { WebhookBody } from '../domain/request';
+import {
+  DELIVERY_MEMO_KEY,
+  DeliveryState,
+  initialDeliveryMemo,
+  redeliverSignal,
+  webhookDelivery,
+  webhookWorkflowId,
+  type DeliveryReport,
+  type WebhookDeliveryInput,
+} from '../workflows/webhook-delivery';
+
+/** A run of a delivery workflow; without `runId`, the latest. */
+export interface DeliveryExecutionRef {
+  workflowId: string;
+  runId?: string;
+}
+
+/**
+ * Reads the input a delivery run was started with from the first event of its history: no worker
+ * needed, and the body (up to the payload limit) is stored once instead of with every attempt.
+ */
+export async function readDeliveryInput(
+  client: Client,
+  execution: DeliveryExecutionRef,
+): Promise<WebhookDeliveryInput> {
+  const { history } = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution,
+    maximumPageSize: 1,
+  });
+  const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  if (!payload) throw new Error(`the history of ${execution.workflowId} has no start event with an input`);
+  return client.options.loadedDataConverter.payloadConverter.fromPayload<WebhookDeliveryInput>(payload);
+}
+
+/** {@link readDeliveryInput}, narrowed to what an attempt needs. */
+export async function readDeliveryBody(client: Client, execution: DeliveryExecutionRef): Promise<WebhookBody> {
+  return (await readDeliveryInput(client, execution)).body;
+}
+
+export interface WebhookDeliveriesOptions {
+  /** The control task queue, where delivery workflows run. */
+  taskQueue: string;
+  /** Timeout of a redelivery attempt. */
+  attemptTimeoutMs: number;
+}
+
+/**
+ * The delivery log and redelivery, from the API's side. The log is the workflow's memo, read with
+ * `describe`: the same call answers while the delivery retries and long after it closed, with no
+ * worker running.
+ */
+export class WebhookDeliveries {
+  constructor(
+    private readonly client: Client,
+    private readonly options: WebhookDeliveriesOptions,
+  ) {}
+
+  /** The request's delivery log, or undefined when it has no webhook delivery (yet). */
+  async log(requestId: string): Promise<DeliveryReport | undefined> {
+    const description = await this.describe(requestId);
+    return description && reportOf(description);
+  }
+
+  /**
+   * Sends the webhook again now. A delivery still retrying gets a signal (the attempt comes first,
+   * the schedule goes on if it fails); a closed one gets a new run under the same workflow id, which
+   * carries the log on. Returns undefined when the request has no delivery to repeat.
+   */
+  async redeliver(requestId: string): Promise<DeliveryReport | undefined> {
+    const workflowId = webhookWorkflowId(requestId);
+    let description = await this.describe(requestId);
+    if (description?.status.name === 'RUNNING') {
+      try {
+        await this.client.workflow.getHandle(workflowId).signal(redeliverSignal);
+        return reportOf(description);
+      } catch (err) {
+        // It closed between the describe and the signal: start a new run below.
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        description = await this.describe(requestId);
+      }
+    }
+    if (!description) return undefined;
+    const previous = reportOf(description);
+    const input = await readDeliveryInput(this.client, { workflowId, runId: description.runId });
+    const { previousAttempts: _older, ...original } = input;
+    // Signal-with-start: if another redelivery started a run meanwhile, this only signals it.
+    await this.client.workflow.signalWithStart(webhookDelivery, {
+      workflowId,
+      taskQueue: this.options.taskQueue,
+      args: [
+        {
+          ...original,
+          scheduleMs: [],
+          attemptTimeoutMs: this.options.attemptTimeoutMs,
+          previousAttempts: previous.attempts,
+        },
+      ],
+      signal: redeliverSignal,
+      signalArgs: [],
+      memo: initialDeliveryMemo(input.url, previous.attempts),
+    });
+    return { ...previous, state: DeliveryState.Retrying, nextAttemptAt: undefined };
+  }
+
+  private async describe(requestId: string): Promise<WorkflowExecutionDescription | undefined> {
+    try {
+      const description = await this.client.workflow.getHandle(webhookWorkflowId(requestId)).describe();
+      return description.type === webhookDelivery.name ? description : undefined;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
+  }
+}
+
+function reportOf(description: WorkflowExecutionDescription): DeliveryReport {
+  const memo = description.memo?.[DELIVERY_MEMO_KEY] as DeliveryReport | undefined;
+  const report: DeliveryReport = memo ?? { url: '', state: DeliveryState.Retrying, attempts: [] };
+  // A run that ended outside its own code (terminated, timed out) schedules nothing more.
+  if (description.status.name !== 'RUNNING' && report.state === DeliveryState.Retrying) {
+    return { ...report, state: DeliveryState.Exhausted, nextAttemptAt: undefined };
+  }
+  return report;
+}

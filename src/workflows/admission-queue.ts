@@ -1,0 +1,291 @@
+import {
+  CancellationScope,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  getExternalWorkflowHandle,
+  isCancellation,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+
+/** `x-fal-queue-priority`: a `low` request starts only when no `normal` one of its model is waiting. */
+export const QueuePriority = {
+  Normal: 'normal',
+  Low: 'low',
+} as const;
+export type QueuePriority = (typeof QueuePriority)[keyof typeof QueuePriority];
+
+/** One submit asking for a place. */
+export interface EnqueueEntry {
+  requestId: string;
+  priority: QueuePriority;
+  /** The longest queue this submit accepts (`fal_max_queue_length`), if the client set one. */
+  maxQueueLength?: number;
+}
+
+/**
+ * Submits of one API process, enqueued together: Temporal admits only a few updates in flight per workflow, so the
+ * API batches instead of sending one update per submit. Entries are placed in order.
+ */
+export interface EnqueueBatch {
+  /** The model's concurrency limit as the API reads it from the registry; the latest one wins. */
+  capacity: number;
+  /** The model's own bound on waiting requests (registry `maxQueueLength`). */
+  queueLimit: number;
+  entries: EnqueueEntry[];
+}
+
+/**
+ * Per entry: it got a slot at once; or its place (0 = next) among the waiting ones; or it was refused because the
+ * queue already held `waiting` requests, as many as the entry's or the model's limit allows.
+ */
+export type EnqueueResult =
+  { admitted: true } | { admitted: false; position: number } | { refused: true; waiting: number; limit: number };
+
+/** Where a request stands in its model's queue, as the status endpoint reports it. */
+export type QueuePlace =
+  | { state: 'waiting'; position: number }
+  /** It holds one of the model's slots: running, or about to. */
+  | { state: 'admitted' }
+  /** Not (or no longer) known here: finished, or never enqueued. */
+  | { state: 'unknown' };
+
+export interface AdmissionStats {
+  capacity: number;
+  running: number;
+  waiting: number;
+  waitingLow: number;
+}
+
+/** Asks for slots, answering each entry; an entry already known (a repeated submit) gets its current place. */
+export const enqueueUpdate = defineUpdate<EnqueueResult[], [EnqueueBatch]>('enqueue');
+/** The request with this id no longer wants its place or its slot: it finished, was cancelled or timed out. */
+export const releaseSignal = defineSignal<[string]>('release');
+/** Sent by the queue to a request workflow: it holds a slot now and may start. Repeated sends are harmless. */
+export const admittedSignal = defineSignal('admitted');
+export const queuePlaceQuery = defineQuery<QueuePlace, [string]>('place');
+export const admissionStatsQuery = defineQuery<AdmissionStats>('stats');
+
+/** A request holding one of the model's slots. */
+interface Holder {
+  /** When it was enqueued (workflow time, ms). */
+  submittedAt: number;
+  /** When the queue next makes sure its workflow still exists (a signal to a missing workflow fails). */
+  checkAt?: number;
+}
+
+/** Everything the queue knows; carried over to the next run by continue-as-new. */
+export interface AdmissionQueueState {
+  capacity: number;
+  /** Waiting request ids in submit order, per priority. */
+  normal: string[];
+  low: string[];
+  /** When each waiting request was enqueued. */
+  submittedAt: Record<string, number>;
+  holders: [string, Holder][];
+}
+
+export interface AdmissionQueueInput {
+  modelId: string;
+  capacity: number;
+  state?: AdmissionQueueState;
+  /**
+   * History length at which the queue continues as new, carrying its state.
+   * @default 5000
+   */
+  continueAsNewAfterEvents?: number;
+}
+
+/** Workflow id of a model's admission queue. The task queue is part of it so deployments sharing a namespace stay apart. */
+export function admissionWorkflowId(taskQueue: string, modelId: string): string {
+  return `admission/${taskQueue}/${modelId}`;
+}
+
+/**
+ * How often the queue makes sure a slot holder's workflow still exists: one admitted at submit (no grant is sent to
+ * it) may belong to a submit that died before starting its workflow, and an operator may terminate a running request
+ * (which then never gives its slot back). A signal to a missing or closed workflow fails, and the slot comes back.
+ */
+const CHECK_HOLDERS_EVERY_MS = 60_000;
+/** A grant that did not reach its request (its workflow is being started right now) is sent again this soon... */
+const GRANT_RETRY_MS = 1_000;
+/** ...unless the request was submitted this long ago: then its workflow is gone (or never came) and the slot is freed. */
+const GIVE_UP_AFTER_MS = 30_000;
+/** Checks due within this much of the one that woke the checker are done at the same time. */
+const CHECK_SLACK_MS = 5_000;
+/** Updates one run takes before it continues as new (Temporal's own limit is 2000 by default). */
+const MAX_UPDATES_PER_RUN = 1000;
+
+/**
+ * The admission queue of one model: the model's concurrency limit, its waiting requests in order (`normal` before
+ * `low`, first come first served within a priority) and the requests holding a slot. Submits enqueue through an update
+ * (answered with the position, or refused when the queue is full); request workflows give their place or slot back
+ * with {@link releaseSignal}; the queue tells a waiting request it may start with {@link admittedSignal}.
+ *
+ * Temporal is the only store: the state lives in this workflow and moves to a fresh run (continue-as-new) before the
+ * history grows long.
+ */
+export async function admissionQueue(input: AdmissionQueueInput): Promise<never> {
+  let capacity = input.state?.capacity ?? input.capacity;
+  const normal: string[] = input.state?.normal ?? [];
+  const low: string[] = input.state?.low ?? [];
+  const holders = new Map<string, Holder>(input.state?.holders ?? []);
+  // Waiting ids with their enqueue time.
+  const waitingIds = new Map<string, number>(Object.entries(input.state?.submittedAt ?? {}));
+  const continueAfter = input.continueAsNewAfterEvents ?? 5000;
+  // Signals to request workflows in flight; continue-as-new waits for them, since a new run cannot see their outcome.
+  let signalsInFlight = 0;
+  let draining = false;
+  // Temporal caps the updates one run may take (2000 by default); the queue moves on well before.
+  let updates = 0;
+  // The holder checker's current sleep, so a sooner check can cut it short.
+  let sweepTimer: { until: number; scope: CancellationScope } | undefined;
+
+  const placeOf = (id: string): QueuePlace => {
+    if (holders.has(id)) return { state: 'admitted' };
+    if (!waitingIds.has(id)) return { state: 'unknown' };
+    const inNormal = normal.indexOf(id);
+    return { state: 'waiting', position: inNormal >= 0 ? inNormal : normal.length + low.indexOf(id) };
+  };
+
+  const scheduleCheck = (holder: Holder, at: number) => {
+    holder.checkAt = at;
+    if (sweepTimer && at < sweepTimer.until) sweepTimer.scope.cancel();
+  };
+
+  /** Tells a holder it may start; the same signal checks that a holder's workflow still exists. */
+  const notify = (id: string) => {
+    signalsInFlight++;
+    getExternalWorkflowHandle(id)
+      .signal(admittedSignal)
+      .then(
+        () => {
+          const holder = holders.get(id);
+          if (holder) scheduleCheck(holder, Date.now() + CHECK_HOLDERS_EVERY_MS);
+        },
+        () => {
+          const holder = holders.get(id);
+          if (!holder) return;
+          if (Date.now() - holder.submittedAt >= GIVE_UP_AFTER_MS) {
+            // Nobody will give this slot back: the workflow is gone, or the submit died before starting it.
+            holders.delete(id);
+            pump();
+          } else {
+            scheduleCheck(holder, Date.now() + GRANT_RETRY_MS);
+          }
+        },
+      )
+      .finally(() => signalsInFlight--);
+  };
+
+  /** Hands free slots to waiting requests, `normal` first. */
+  const pump = () => {
+    if (draining) return;
+    while (holders.size < capacity) {
+      const id = normal.shift() ?? low.shift();
+      if (id === undefined) return;
+      const submittedAt = waitingIds.get(id) ?? Date.now();
+      waitingIds.delete(id);
+      holders.set(id, { submittedAt });
+      notify(id);
+    }
+  };
+
+  const release = (id: string) => {
+    if (holders.delete(id)) {
+      pump();
+    } else if (waitingIds.delete(id)) {
+      const list = normal.includes(id) ? normal : low;
+      list.splice(list.indexOf(id), 1);
+    }
+  };
+
+  const enqueue = (entry: EnqueueEntry, queueLimit: number): EnqueueResult => {
+    const known = placeOf(entry.requestId);
+    if (known.state === 'admitted') return { admitted: true };
+    if (known.state === 'waiting') return { admitted: false, position: known.position };
+    if (waitingIds.size === 0 && holders.size < capacity) {
+      // The API starts this request as admitted, so no grant is sent; its workflow is checked for later instead.
+      const holder: Holder = { submittedAt: Date.now() };
+      holders.set(entry.requestId, holder);
+      scheduleCheck(holder, Date.now() + CHECK_HOLDERS_EVERY_MS);
+      return { admitted: true };
+    }
+    const limit = Math.min(queueLimit, entry.maxQueueLength ?? Infinity);
+    if (waitingIds.size >= limit) return { refused: true, waiting: waitingIds.size, limit };
+    (entry.priority === QueuePriority.Low ? low : normal).push(entry.requestId);
+    waitingIds.set(entry.requestId, Date.now());
+    return { admitted: false, position: (placeOf(entry.requestId) as { position: number }).position };
+  };
+
+  setHandler(enqueueUpdate, (batch) => {
+    updates++;
+    capacity = batch.capacity;
+    // A raised limit frees slots for those already waiting before the new ones are placed.
+    pump();
+    return batch.entries.map((entry) => enqueue(entry, batch.queueLimit));
+  });
+  setHandler(releaseSignal, release);
+  setHandler(queuePlaceQuery, placeOf);
+  setHandler(admissionStatsQuery, () => ({
+    capacity,
+    running: holders.size,
+    waiting: normal.length,
+    waitingLow: low.length,
+  }));
+
+  // Slots may have been freed or limits raised while the previous run was handing over.
+  pump();
+  void checkHolders();
+
+  await condition(
+    () =>
+      workflowInfo().continueAsNewSuggested ||
+      workflowInfo().historyLength >= continueAfter ||
+      updates >= MAX_UPDATES_PER_RUN,
+  );
+  draining = true;
+  await condition(() => signalsInFlight === 0 && allHandlersFinished());
+  return continueAsNew<typeof admissionQueue>({
+    ...input,
+    capacity,
+    state: { capacity, normal, low, submittedAt: Object.fromEntries(waitingIds), holders: [...holders] },
+  });
+
+  /** Checks each holder at its `checkAt`, for as long as there are any; checks due soon go along (one timer). */
+  async function checkHolders(): Promise<void> {
+    for (;;) {
+      await condition(() => !draining && nextCheckAt() !== undefined);
+      const until = nextCheckAt()!;
+      const scope = new CancellationScope();
+      sweepTimer = { until, scope };
+      try {
+        await scope.run(() => sleep(Math.max(1, until - Date.now())));
+      } catch (err) {
+        if (!isCancellation(err)) throw err;
+      }
+      sweepTimer = undefined;
+      if (draining) continue;
+      const due = Date.now() + CHECK_SLACK_MS;
+      for (const [id, holder] of holders) {
+        if (holder.checkAt !== undefined && holder.checkAt <= due) {
+          holder.checkAt = undefined;
+          notify(id);
+        }
+      }
+    }
+  }
+
+  function nextCheckAt(): number | undefined {
+    let next: number | undefined;
+    for (const holder of holders.values()) {
+      if (holder.checkAt !== undefined && (next === undefined || holder.checkAt < next)) next = holder.checkAt;
+    }
+    return next;
+  }
+}

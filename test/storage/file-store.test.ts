@@ -1,0 +1,111 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { LocalFileStore } from '../../src/storage/file-store';
+
+const BASE = 'http://files.example';
+
+function newStore(options: ConstructorParameters<typeof LocalFileStore>[2] = {}) {
+  const dir = mkdtempSync(join(process.env.TEST_TMP_DIR ?? tmpdir(), 'file-store-'));
+  return { dir, store: new LocalFileStore(dir, BASE, options) };
+}
+
+const idOf = (url: string) => new URL(url).pathname.split('/')[2]!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('the local file store', () => {
+  it('serves a saved file until its lifetime ends, then neither serves nor keeps it', async () => {
+    const { dir, store } = newStore();
+    const saved = await store.save(
+      { data: Buffer.from('short-lived'), contentType: 'text/plain', fileName: 'a.txt' },
+      { expiresInSeconds: 1 },
+    );
+    const id = idOf(saved.url);
+    expect((await store.read(id, 'a.txt'))?.data.toString()).toBe('short-lived');
+
+    await sleep(1100);
+    expect(await store.read(id, 'a.txt')).toBeUndefined();
+    expect(existsSync(join(dir, id))).toBe(true);
+    expect(await store.sweepExpired()).toEqual({ deleted: 1, kept: 0 });
+    expect(existsSync(join(dir, id))).toBe(false);
+  });
+
+  it('applies the default lifetime when the writer names none, and keeps files forever with a default of 0', async () => {
+    const { store } = newStore({ defaultExpiresInSeconds: 3600 });
+    const saved = await store.save({ data: Buffer.from('x'), contentType: 'text/plain', fileName: 'x.txt' });
+    const file = await store.read(idOf(saved.url), 'x.txt');
+    expect(file?.expiresAt?.getTime()).toBeGreaterThan(Date.now() + 3590_000);
+
+    const { store: forever } = newStore({ defaultExpiresInSeconds: 0 });
+    const kept = await forever.save({ data: Buffer.from('y'), contentType: 'text/plain', fileName: 'y.txt' });
+    expect((await forever.read(idOf(kept.url), 'y.txt'))?.expiresAt).toBeUndefined();
+    expect(await forever.sweepExpired(Date.now() + 10 * 365 * 86_400_000)).toEqual({ deleted: 0, kept: 1 });
+  });
+
+  it('takes an upload once, with its token only, and serves it from then on', async () => {
+    const { store } = newStore();
+    const slot = await store.reserveUpload({ contentType: 'image/png', fileName: 'my photo.png' });
+    expect(slot.fileUrl).toBe(`${BASE}/files/${slot.fileId}/my_photo.png`);
+    // Reserved but not uploaded: nothing to serve yet.
+    expect(await store.read(slot.fileId, 'my_photo.png')).toBeUndefined();
+
+    await expect(
+      store.completeUpload(slot.fileId, 'wrong-token', Readable.from([Buffer.from('x')]), 100),
+    ).rejects.toMatchObject({
+      reason: 'not_found',
+    });
+    const stored = await store.completeUpload(slot.fileId, slot.token, Readable.from([Buffer.from('png-bytes')]), 100);
+    expect(stored).toMatchObject({ url: slot.fileUrl, content_type: 'image/png', file_size: 9 });
+    expect((await store.read(slot.fileId, 'my_photo.png'))?.data.toString()).toBe('png-bytes');
+
+    await expect(
+      store.completeUpload(slot.fileId, slot.token, Readable.from([Buffer.from('again')]), 100),
+    ).rejects.toMatchObject({
+      reason: 'already_uploaded',
+    });
+    expect((await store.read(slot.fileId, 'my_photo.png'))?.data.toString()).toBe('png-bytes');
+  });
+
+  it('refuses an upload over the limit and leaves no partial file behind', async () => {
+    const { dir, store } = newStore();
+    const slot = await store.reserveUpload({ contentType: 'application/octet-stream', fileName: 'big.bin' });
+    const body = Readable.from([Buffer.alloc(60), Buffer.alloc(60)]);
+    await expect(store.completeUpload(slot.fileId, slot.token, body, 100)).rejects.toMatchObject({
+      reason: 'too_large',
+    });
+    expect((await readdir(join(dir, slot.fileId))).filter((f) => !f.startsWith('meta'))).toEqual([]);
+    // The slot is still open: a retry within the limit succeeds.
+    const retry = await store.completeUpload(slot.fileId, slot.token, Readable.from([Buffer.alloc(50)]), 100);
+    expect(retry.file_size).toBe(50);
+  });
+
+  it('starts an upload’s lifetime when its bytes arrive, and sweeps a slot that was never used', async () => {
+    const { dir, store } = newStore({ uploadWindowSeconds: 1 });
+    const used = await store.reserveUpload(
+      { contentType: 'text/plain', fileName: 'u.txt' },
+      { expiresInSeconds: 3600 },
+    );
+    const unused = await store.reserveUpload({ contentType: 'text/plain', fileName: 'n.txt' });
+    await store.completeUpload(used.fileId, used.token, Readable.from([Buffer.from('u')]), 10);
+
+    await sleep(1100);
+    await expect(
+      store.completeUpload(unused.fileId, unused.token, Readable.from([Buffer.from('n')]), 10),
+    ).rejects.toMatchObject({
+      reason: 'not_found',
+    });
+    expect(await store.sweepExpired()).toEqual({ deleted: 1, kept: 1 });
+    expect(existsSync(join(dir, unused.fileId))).toBe(false);
+    expect((await store.read(used.fileId, 'u.txt'))?.data.toString()).toBe('u');
+  });
+
+  it('never reads outside its directory, whatever the id and name', async () => {
+    const { store } = newStore();
+    const saved = await store.save({ data: Buffer.from('x'), contentType: 'text/plain', fileName: '../../etc/passwd' });
+    expect(saved.file_name).toBe('_.._etc_passwd');
+    expect(await store.read('../..', 'etc/passwd')).toBeUndefined();
+    expect(await store.read(idOf(saved.url), 'meta.json')).toBeUndefined();
+  });
+});
