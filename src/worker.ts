@@ -105,6 +105,7 @@ export function createActivityDeps(config: Config, registry: ModelRegistry, clie
       signer: new WebhookSigner(() => WebhookKeys.open(config.webhook.keysDir)),
       loadBody: (execution) => readDeliveryBody(client, execution),
     },
+    admission: { client },
   };
 }
 

@@ -43,7 +43,13 @@ export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]
         workflowBundle: options.workflowBundle,
         interceptors: options.observability?.interceptors,
         sinks: options.observability?.sinks,
-        activities: { deliverWebhook: activities.deliverWebhook, sweepExpiredFiles: activities.sweepExpiredFiles },
+        activities: {
+          deliverWebhook: activities.deliverWebhook,
+          sweepExpiredFiles: activities.sweepExpiredFiles,
+          // Local activities of the admission queues and the requests waiting in them.
+          releaseSlot: activities.releaseSlot,
+          grantSlots: activities.grantSlots,
+        },
         maxCachedWorkflows: options.tuning.maxCachedWorkflows,
         maxConcurrentWorkflowTaskExecutions: options.tuning.maxConcurrentWorkflowTasks,
         maxConcurrentActivityTaskExecutions: options.tuning.maxConcurrentActivities,

@@ -1,8 +1,9 @@
+import { createAdmissionActivities, type AdmissionActivityDeps } from './admission';
 import { createDeliverWebhook, type DeliverWebhookDeps } from './deliver-webhook';
 import { createRunInference, type RunInferenceDeps } from './run-inference';
 import { createSweepExpiredFiles } from './sweep-files';
 
-export type ActivityDeps = RunInferenceDeps & { webhook: DeliverWebhookDeps };
+export type ActivityDeps = RunInferenceDeps & { webhook: DeliverWebhookDeps; admission: AdmissionActivityDeps };
 
 /** All activities, bound to their dependencies. Workflows proxy `ReturnType<typeof createActivities>`. */
 export function createActivities(deps: ActivityDeps) {
@@ -10,6 +11,7 @@ export function createActivities(deps: ActivityDeps) {
     runInference: createRunInference(deps),
     deliverWebhook: createDeliverWebhook(deps.webhook),
     sweepExpiredFiles: createSweepExpiredFiles(deps.fileStore),
+    ...createAdmissionActivities(deps.admission),
   };
 }
 
@@ -17,3 +19,4 @@ export type Activities = ReturnType<typeof createActivities>;
 export type { RunInferenceInput, InferenceResult, InferenceFailureDetails, InferenceHeartbeat } from './run-inference';
 export type { DeliverWebhookInput, DeliveryAttemptResult } from './deliver-webhook';
 export type { SweepExpiredFilesInput, SweepResult } from './sweep-files';
+export type { ReleaseSlotInput, GrantSlotsInput, GrantSlotsResult } from './admission';

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import {
   admissionQueue,
@@ -5,6 +6,7 @@ import {
   enqueueUpdate,
   queuePlaceQuery,
   releaseSignal,
+  type EnqueueBatch,
   type EnqueueEntry,
   type EnqueueResult,
   type QueuePlace,
@@ -39,6 +41,8 @@ export class QueueFullError extends Error {
 const MAX_UPDATES_IN_FLIGHT = 2;
 /** Entries per update, which keeps each history event small. */
 const MAX_BATCH = 200;
+const MAX_ATTEMPTS = 5;
+const RETRY_DELAY_MS = 50;
 
 interface Pending {
   entry: EnqueueEntry;
@@ -52,6 +56,8 @@ interface Pending {
  */
 export class AdmissionClient {
   private readonly batchers = new Map<string, { pending: Pending[]; inFlight: number }>();
+  /** Models whose queue workflow this process has seen running: plain updates suffice for them. */
+  private readonly running = new Set<string>();
 
   constructor(
     private readonly client: Client,
@@ -83,7 +89,7 @@ export class AdmissionClient {
 
   /** Gives the request's place or slot back (a submit that could not start its workflow). */
   async release(modelId: string, requestId: string): Promise<void> {
-    await this.client.workflow.getHandle(this.workflowId(modelId)).signal(releaseSignal, requestId);
+    await this.client.workflow.getHandle(this.workflowId(modelId)).signal(releaseSignal, [requestId]);
   }
 
   /** Where the request stands in its model's queue; one query, answered by the control worker. */
@@ -112,18 +118,51 @@ export class AdmissionClient {
     }
   }
 
+  /**
+   * One enqueue update: a plain update while the queue runs (when it continues as new, Temporal aborts the update
+   * with a retryable error and the client lands on the next run), update-with-start when it does not run yet. A batch
+   * sent twice places nobody twice: the queue answers a request id it knows with its current place.
+   */
   private async send(model: AdmissionModel, batch: Pending[]): Promise<EnqueueResult[]> {
-    const results = await this.client.workflow.executeUpdateWithStart(enqueueUpdate, {
-      args: [{ capacity: model.capacity, queueLimit: model.queueLimit, entries: batch.map((p) => p.entry) }],
-      startWorkflowOperation: new WithStartWorkflowOperation(admissionQueue, {
-        workflowId: this.workflowId(model.id),
-        taskQueue: this.taskQueue,
-        args: [{ modelId: model.id, capacity: model.capacity }],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-      }),
-    });
-    if (results.length !== batch.length)
-      throw new Error(`admission queue answered ${results.length} of ${batch.length}`);
-    return results;
+    const args: [EnqueueBatch] = [
+      { capacity: model.capacity, queueLimit: model.queueLimit, entries: batch.map((p) => p.entry) },
+    ];
+    const workflowId = this.workflowId(model.id);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const results = this.running.has(model.id)
+          ? await this.client.workflow.getHandle(workflowId).executeUpdate(enqueueUpdate, { args })
+          : await this.client.workflow.executeUpdateWithStart(enqueueUpdate, {
+              args,
+              startWorkflowOperation: new WithStartWorkflowOperation(admissionQueue, {
+                workflowId,
+                taskQueue: this.taskQueue,
+                args: [{ modelId: model.id, capacity: model.capacity }],
+                workflowIdConflictPolicy: 'USE_EXISTING',
+              }),
+            });
+        this.running.add(model.id);
+        if (results.length !== batch.length) {
+          throw new Error(`admission queue answered ${results.length} of ${batch.length} entries`);
+        }
+        return results;
+      } catch (err) {
+        const notRunning = err instanceof WorkflowNotFoundError;
+        if (notRunning) this.running.delete(model.id);
+        // Update-with-start answers FAILED_PRECONDITION when it meets the queue handing over to its next run.
+        const retry = notRunning || grpcCode(err) === GRPC_FAILED_PRECONDITION;
+        if (!retry || attempt >= MAX_ATTEMPTS) throw err;
+        await sleep(RETRY_DELAY_MS * attempt);
+      }
+    }
   }
+}
+
+const GRPC_FAILED_PRECONDITION = 9;
+
+/** The gRPC status code of a failed call, on the error or on its cause (the client wraps them). */
+function grpcCode(err: unknown): number | undefined {
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
+  const code = typeof e?.code === 'number' ? e.code : e?.cause?.code;
+  return typeof code === 'number' ? code : undefined;
 }

@@ -6,12 +6,13 @@ import {
   defineQuery,
   defineSignal,
   defineUpdate,
-  getExternalWorkflowHandle,
   isCancellation,
+  proxyLocalActivities,
   setHandler,
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { Activities } from '../activities';
 
 /** `x-fal-queue-priority`: a `low` request starts only when no `normal` one of its model is waiting. */
 export const QueuePriority = {
@@ -64,8 +65,8 @@ export interface AdmissionStats {
 
 /** Asks for slots, answering each entry; an entry already known (a repeated submit) gets its current place. */
 export const enqueueUpdate = defineUpdate<EnqueueResult[], [EnqueueBatch]>('enqueue');
-/** The request with this id no longer wants its place or its slot: it finished, was cancelled or timed out. */
-export const releaseSignal = defineSignal<[string]>('release');
+/** These requests no longer want their place or their slot: they finished, were cancelled or timed out. */
+export const releaseSignal = defineSignal<[string[]]>('release');
 /** Sent by the queue to a request workflow: it holds a slot now and may start. Repeated sends are harmless. */
 export const admittedSignal = defineSignal('admitted');
 export const queuePlaceQuery = defineQuery<QueuePlace, [string]>('place');
@@ -138,8 +139,14 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
   // Waiting ids with their enqueue time.
   const waitingIds = new Map<string, number>(Object.entries(input.state?.submittedAt ?? {}));
   const continueAfter = input.continueAsNewAfterEvents ?? 5000;
-  // Signals to request workflows in flight; continue-as-new waits for them, since a new run cannot see their outcome.
+  // Grants in flight; continue-as-new waits for them, since a new run could not see their outcome.
   let signalsInFlight = 0;
+  // Holders to send `admitted` to: new ones, and ones due for a check. Sent together, once per activation.
+  const toNotify: string[] = [];
+  const { grantSlots } = proxyLocalActivities<Activities>({
+    startToCloseTimeout: '30s',
+    retry: { maximumAttempts: 3, initialInterval: '200ms' },
+  });
   let draining = false;
   // Temporal caps the updates one run may take (2000 by default); the queue moves on well before.
   let updates = 0;
@@ -158,29 +165,38 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
     if (sweepTimer && at < sweepTimer.until) sweepTimer.scope.cancel();
   };
 
-  /** Tells a holder it may start; the same signal checks that a holder's workflow still exists. */
-  const notify = (id: string) => {
+  /**
+   * Tells holders they may start (a local activity signals them); the same signal checks that a holder's workflow
+   * still exists. A holder without a workflow loses its slot once it was submitted long enough ago.
+   */
+  const notify = async (ids: string[]) => {
     signalsInFlight++;
-    getExternalWorkflowHandle(id)
-      .signal(admittedSignal)
-      .then(
-        () => {
-          const holder = holders.get(id);
-          if (holder) scheduleCheck(holder, Date.now() + CHECK_HOLDERS_EVERY_MS);
-        },
-        () => {
-          const holder = holders.get(id);
-          if (!holder) return;
-          if (Date.now() - holder.submittedAt >= GIVE_UP_AFTER_MS) {
-            // Nobody will give this slot back: the workflow is gone, or the submit died before starting it.
-            holders.delete(id);
-            pump();
-          } else {
-            scheduleCheck(holder, Date.now() + GRANT_RETRY_MS);
-          }
-        },
-      )
-      .finally(() => signalsInFlight--);
+    let missing: string[] = [];
+    let failed: string[] = ids;
+    try {
+      ({ missing, failed } = await grantSlots({ requestIds: ids }));
+    } catch {
+      // Temporal itself did not answer: every one of them is tried again.
+    } finally {
+      signalsInFlight--;
+    }
+    const now = Date.now();
+    for (const id of ids) {
+      const holder = holders.get(id);
+      if (!holder) continue;
+      if (failed.includes(id)) {
+        scheduleCheck(holder, now + GRANT_RETRY_MS);
+      } else if (!missing.includes(id)) {
+        scheduleCheck(holder, now + CHECK_HOLDERS_EVERY_MS);
+      } else if (now - holder.submittedAt >= GIVE_UP_AFTER_MS) {
+        // Nobody will give this slot back: the workflow is gone, or the submit died before starting it.
+        holders.delete(id);
+        pump();
+      } else {
+        // Its workflow is being started right now.
+        scheduleCheck(holder, now + GRANT_RETRY_MS);
+      }
+    }
   };
 
   /** Hands free slots to waiting requests, `normal` first. */
@@ -192,7 +208,7 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
       const submittedAt = waitingIds.get(id) ?? Date.now();
       waitingIds.delete(id);
       holders.set(id, { submittedAt });
-      notify(id);
+      toNotify.push(id);
     }
   };
 
@@ -230,7 +246,7 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
     pump();
     return batch.entries.map((entry) => enqueue(entry, batch.queueLimit));
   });
-  setHandler(releaseSignal, release);
+  setHandler(releaseSignal, (ids) => ids.forEach(release));
   setHandler(queuePlaceQuery, placeOf);
   setHandler(admissionStatsQuery, () => ({
     capacity,
@@ -242,6 +258,7 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
   // Slots may have been freed or limits raised while the previous run was handing over.
   pump();
   void checkHolders();
+  void sendGrants();
 
   await condition(
     () =>
@@ -251,6 +268,11 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
   );
   draining = true;
   await condition(() => signalsInFlight === 0 && allHandlersFinished());
+  // Grants not sent yet go out from the next run, as checks due at once.
+  for (const id of toNotify) {
+    const holder = holders.get(id);
+    if (holder) holder.checkAt = Date.now();
+  }
   return continueAsNew<typeof admissionQueue>({
     ...input,
     capacity,
@@ -275,9 +297,17 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
       for (const [id, holder] of holders) {
         if (holder.checkAt !== undefined && holder.checkAt <= due) {
           holder.checkAt = undefined;
-          notify(id);
+          toNotify.push(id);
         }
       }
+    }
+  }
+
+  /** Sends what piled up in {@link toNotify}, once per activation (conditions run after all its jobs). */
+  async function sendGrants(): Promise<void> {
+    for (;;) {
+      await condition(() => !draining && toNotify.length > 0);
+      void notify(toNotify.splice(0));
     }
   }
 

@@ -7,10 +7,10 @@ import {
   TimeoutFailure,
   condition,
   defineQuery,
-  getExternalWorkflowHandle,
   isCancellation,
   log,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   startChild,
   workflowInfo,
@@ -27,7 +27,7 @@ import {
   type RequestOutcome,
   type ValidationDetail,
 } from '../domain/request';
-import { admittedSignal, releaseSignal } from './admission-queue';
+import { admittedSignal } from './admission-queue';
 import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody } from '../webhooks/payload';
 import { FalStateValue, upsertRequestState } from '../observability/search-attributes';
 import { initialDeliveryMemo, webhookDelivery, webhookWorkflowId } from './webhook-delivery';
@@ -169,11 +169,21 @@ function startDeadlineMs(req: InferenceRequestInput): number {
   return Math.max(1, deadline - Date.now());
 }
 
+/**
+ * Gives the slot back through a local activity, within the workflow task that ends the request: a signal sent from
+ * workflow code would cost this workflow two more events and one more workflow task, and the queue one signal per
+ * request (the activity batches the releases of requests finishing together).
+ */
 async function releaseSlot(queueWorkflowId: string, requestId: string): Promise<void> {
+  const { releaseSlot: release } = proxyLocalActivities<Activities>({
+    startToCloseTimeout: '30s',
+    scheduleToCloseTimeout: '10m',
+    retry: { initialInterval: '200ms', maximumInterval: '10s' },
+  });
   try {
-    await getExternalWorkflowHandle(queueWorkflowId).signal(releaseSignal, requestId);
+    await release({ queueWorkflowId, requestId });
   } catch (err) {
-    // Only an admission queue removed by hand is missing; with it went the slot this request held.
+    // The queue checks its slot holders, and frees this slot once this workflow has closed.
     log.warn('could not give the slot back to the admission queue', { queueWorkflowId, error: String(err) });
   }
 }

@@ -1,0 +1,92 @@
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { admittedSignal, releaseSignal } from '../workflows/admission-queue';
+
+export interface AdmissionActivityDeps {
+  /** The worker process's client (on its worker connection). */
+  client: Client;
+}
+
+export interface ReleaseSlotInput {
+  /** The model's admission queue. */
+  queueWorkflowId: string;
+  requestId: string;
+}
+
+export interface GrantSlotsInput {
+  requestIds: string[];
+}
+
+export interface GrantSlotsResult {
+  /** Requests without a running workflow: not started (yet), finished, or terminated. */
+  missing: string[];
+  /** Requests the signal did not reach for another reason (Temporal busy or unreachable): try again. */
+  failed: string[];
+}
+
+/**
+ * Signals queued for one admission queue while one is in flight go together: releases of many requests finishing at
+ * once in this process cost the queue one history event (and one transaction) instead of one each.
+ */
+const RELEASES_IN_FLIGHT_PER_QUEUE = 2;
+
+/**
+ * The admission queue's messages, as local activities on the control worker: cheaper than signals sent from
+ * workflow code, which add events and a workflow task to both sides.
+ */
+export function createAdmissionActivities(deps: AdmissionActivityDeps) {
+  const releases = new Map<string, { pending: { id: string; done: (err?: unknown) => void }[]; inFlight: number }>();
+
+  const flush = (queueWorkflowId: string) => {
+    const queue = releases.get(queueWorkflowId);
+    if (!queue) return;
+    while (queue.inFlight < RELEASES_IN_FLIGHT_PER_QUEUE && queue.pending.length > 0) {
+      const batch = queue.pending.splice(0);
+      queue.inFlight++;
+      deps.client.workflow
+        .getHandle(queueWorkflowId)
+        .signal(
+          releaseSignal,
+          batch.map((p) => p.id),
+        )
+        .then(
+          () => batch.forEach((p) => p.done()),
+          (err: unknown) => batch.forEach((p) => p.done(err)),
+        )
+        .finally(() => {
+          queue.inFlight--;
+          if (queue.pending.length > 0) flush(queueWorkflowId);
+          else if (queue.inFlight === 0) releases.delete(queueWorkflowId);
+        });
+    }
+  };
+
+  return {
+    /** Gives a request's place or slot back to its model's queue; a queue that no longer runs has nothing to give. */
+    async releaseSlot({ queueWorkflowId, requestId }: ReleaseSlotInput): Promise<void> {
+      const queue = releases.get(queueWorkflowId) ?? { pending: [], inFlight: 0 };
+      releases.set(queueWorkflowId, queue);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          queue.pending.push({ id: requestId, done: (err) => (err === undefined ? resolve() : reject(err)) });
+          flush(queueWorkflowId);
+        });
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+      }
+    },
+
+    /** Tells requests they hold a slot; the same signal tells the queue which of them have no workflow. */
+    async grantSlots({ requestIds }: GrantSlotsInput): Promise<GrantSlotsResult> {
+      const results = await Promise.allSettled(
+        requestIds.map((id) => deps.client.workflow.getHandle(id).signal(admittedSignal)),
+      );
+      const missing: string[] = [];
+      const failed: string[] = [];
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') return;
+        (r.reason instanceof WorkflowNotFoundError ? missing : failed).push(requestIds[i]!);
+      });
+      return { missing, failed };
+    },
+  };
+}
