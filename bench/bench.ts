@@ -66,9 +66,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --dynamic-config K=V    dev server dynamic config value (repeatable), e.g. system.enableActivityEagerExecution=true
   --temporal-address H:P  use this Temporal server instead of starting a dev server
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
-  --cpu-prof DIR           write V8 CPU profiles of our worker and API to DIR (summarise them with
+  --cpu-prof DIR          write V8 CPU profiles of our worker and API to DIR (summarise them with
                           \`node --import tsx bench/profile-summary.ts DIR\`)
-  --keep                  keep the temporary directory (database, bundles, logs)
+  --keep                  keep the temporary directory (database file, workflow bundles, models file)
 
 Worker tuning comes from WORKER_MAX_CACHED_WORKFLOWS, WORKER_MAX_CONCURRENT_WORKFLOW_TASKS and
 WORKER_MAX_CONCURRENT_ACTIVITIES (src/config.ts defaults), for ours and the baseline alike.`;
@@ -550,10 +550,13 @@ async function main(): Promise<void> {
   const loadStart = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'fal-queue-bench-'));
   const cleanups: (() => Promise<unknown>)[] = [];
-  const cleanup = async () => {
-    for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
-    if (!options.keep) rmSync(dir, { recursive: true, force: true });
-  };
+  let cleaning: Promise<void> | undefined;
+  // Once, whether the run ends, fails or is interrupted: last started, first stopped.
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
+      if (!options.keep) rmSync(dir, { recursive: true, force: true });
+    })());
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       progress.log(`${signal}: stopping the stack`);

@@ -48,7 +48,7 @@ export interface ChaosOptions {
   /** Progress lines. */
   log?: (line: string) => void;
   /** Called about once a second during submission and drain. */
-  onProgress?: (p: { phase: 'submit' | 'drain'; done: number; total: number; note: string }) => void;
+  onProgress?: (p: { phase: 'submit' | 'drain' | 'settle'; done: number; total: number; note: string }) => void;
 }
 
 /** Settings of `npm run chaos` (N = 1,000). */
@@ -427,7 +427,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // Requests never delivered are still asked for: terminal but undelivered is a different failure than neither.
     await checkTerminal([...acknowledged.keys()].filter((id) => !terminal.has(id)));
     // Late duplicates: an attempt cut short by a kill is retried after its timeout; give them time to show.
-    await sleep(options.settleMs ?? options.webhookTimeoutMs + 6000);
+    const settleMs = options.settleMs ?? options.webhookTimeoutMs + 6000;
+    options.onProgress?.({ phase: 'settle', done: 0, total: 0, note: `${settleMs / 1000} s for late duplicates` });
+    await sleep(settleMs);
 
     return account({
       options,

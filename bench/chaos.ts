@@ -85,6 +85,8 @@ function parseOptions(argv: string[]): { options: ChaosOptions; out?: string } {
 
 async function main(): Promise<void> {
   const { options, out } = parseOptions(process.argv.slice(2));
+  // Exiting (rather than dying of the signal) runs the 'exit' hooks that kill the services and the dev server.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   const progress = new Progress();
   const startedAt = new Date();
   let phase = '';
@@ -95,7 +97,7 @@ async function main(): Promise<void> {
       if (p.phase !== phase) {
         if (phase) progress.finish();
         phase = p.phase;
-        progress.start(p.phase === 'submit' ? 'acknowledged' : 'drained', p.total);
+        progress.start({ submit: 'acknowledged', drain: 'drained', settle: 'settling' }[p.phase], p.total);
       }
       progress.update(p.done, p.note);
     },
