@@ -386,6 +386,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await nemesisDone;
     await receiverBack;
     clearInterval(ticker);
+    options.onProgress?.({
+      phase: 'submit',
+      done: acknowledged.size,
+      total: options.requests,
+      note: `${attempts.length} attempts`,
+    });
     const submitSeconds = (lastAckAt - t0) / 1000;
 
     // Drain: every acknowledged request delivered (accepted by the receiver) and COMPLETED.

@@ -33,9 +33,11 @@ async function main(): Promise<void> {
   const levels = (process.argv[3] ?? '16,64').split(',').map(Number);
   const dir = mkdtempSync(join(tmpdir(), 'admission-bench-'));
   const cliPath = await ensureTemporalCli({ projectRoot: resolve(__dirname, '..'), log: () => undefined });
+  // DB=file: SQLite on disk as `npm start` runs it (every transaction fsynced); default in memory, so the figures
+  // show the CPU cost rather than this machine's disk.
   const dev = await startDevServer({
     cliPath,
-    dbFile: join(dir, 'temporal.db'),
+    dbFile: process.env.DB === 'file' ? join(dir, 'temporal.db') : undefined,
     port: 0,
     uiPort: false,
     searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
@@ -102,6 +104,7 @@ async function main(): Promise<void> {
 
   // 2. End to end. Completion is the workflow's result (a long poll), not a webhook: webhook delivery is the same
   // for every case and would only add its own cost to each.
+  const lastIds = new Map<string, string[]>();
   const submit = (modelId: string) => async () => {
     const res = await fetch(`${server.url}/${modelId}`, {
       method: 'POST',
@@ -111,19 +114,47 @@ async function main(): Promise<void> {
     if (res.status !== 200) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
     const { request_id } = (await res.json()) as { request_id: string };
     await client.workflow.getHandle(request_id).result();
+    const ids = lastIds.get(modelId) ?? [];
+    if (ids.length < 20) lastIds.set(modelId, [...ids, request_id]);
+  };
+  /** Events in every run of a model's admission queue so far (0 for a model without one). */
+  const queueEvents = async (modelId: string) => {
+    let total = 0;
+    for await (const run of client.workflow.list({
+      query: `WorkflowId = "${admissionWorkflowId(taskQueue, modelId)}"`,
+    })) {
+      total +=
+        run.status.name === 'RUNNING'
+          ? (await client.workflow.getHandle(run.workflowId, run.runId).describe()).historyLength
+          : run.historyLength;
+    }
+    return total;
   };
   const models = ['bench/unlimited', 'bench/limited', 'bench/queued'];
   for (const c of levels) {
     for (const modelId of models) await closedLoop(c, Math.min(50, requests), submit(modelId));
     // Rounds alternate the cases, so a change in the machine's load touches each of them alike.
     const rates = new Map<string, number[]>(models.map((m) => [m, []]));
+    const queueEventsBefore = new Map<string, number>();
+    for (const modelId of models) queueEventsBefore.set(modelId, await queueEvents(modelId));
     for (let round = 0; round < 3; round++) {
-      for (const modelId of models) rates.get(modelId)!.push(await closedLoop(c, requests, submit(modelId)));
+      for (const modelId of models) {
+        lastIds.delete(modelId);
+        rates.get(modelId)!.push(await closedLoop(c, requests, submit(modelId)));
+      }
     }
+    await new Promise((r) => setTimeout(r, 1000)); // visibility catches up
     for (const modelId of models) {
       const r = rates.get(modelId)!;
+      const sample = lastIds.get(modelId) ?? [];
+      const lengths = await Promise.all(
+        sample.map(async (id) => (await client.workflow.getHandle(id).describe()).historyLength),
+      );
+      const perRequest = lengths.reduce((a, b) => a + b, 0) / Math.max(1, lengths.length);
+      const queuePerRequest = ((await queueEvents(modelId)) - queueEventsBefore.get(modelId)!) / (3 * requests);
       console.log(
-        `end to end, ${modelId}, ${c} clients: ${median(r).toFixed(1)} requests/s (rounds ${r.map((x) => x.toFixed(1)).join(', ')})`,
+        `end to end, ${modelId}, ${c} clients: ${median(r).toFixed(1)} requests/s (rounds ${r.map((x) => x.toFixed(1)).join(', ')}); ` +
+          `events per request: ${perRequest.toFixed(1)} in its workflow, ${queuePerRequest.toFixed(2)} in the admission queue`,
       );
     }
   }
