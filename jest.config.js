@@ -6,6 +6,7 @@ module.exports = {
   globalSetup: '<rootDir>/test/global-setup.ts',
   globalTeardown: '<rootDir>/test/global-teardown.ts',
   testTimeout: 60_000,
+  reporters: ['default', '<rootDir>/scripts/jest-closing-line.cjs'],
   // Integration suites share one dev server; two workers keep the 2-core machine responsive.
   maxWorkers: 2,
 };

@@ -28,7 +28,7 @@ import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../src/config';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
-import { startDevServer } from '../src/temporal/dev-server';
+import { DEFAULT_SQLITE_PRAGMAS, startDevServer } from '../src/temporal/dev-server';
 import type { baselineRequest } from './baseline/workflows';
 import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
 import {
@@ -63,6 +63,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --long-concurrency C    clients of the memory run (default 16)
   --out FILE              results file (default bench-results/bench-<time>.json)
   --db file|memory        dev server database: a SQLite file as \`npm start\` uses (default), or in memory
+  --sqlite-pragma K=V     SQLite pragma of the database file (repeatable; replaces the default
+                          journal_mode=wal, synchronous=normal; \`none\` = SQLite's own defaults)
   --dynamic-config K=V    dev server dynamic config value (repeatable), e.g. system.enableActivityEagerExecution=true
   --temporal-address H:P  use this Temporal server instead of starting a dev server
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
@@ -81,17 +83,17 @@ const API_KEY = 'bench:bench-secret';
 const WEBHOOK_WAIT_MS = 600_000;
 
 /**
- * What `temporal server start-dev --db-filename` gives SQLite (CLI 1.x, server 1.2x/1.3x): the CLI
- * passes only `mode=rwc`, so the server's SQLite plugin opens the file with SQLite's own defaults and
- * one connection. `journalModeOnDisk` is read back from the database file after the run.
+ * SQLite as the bench's dev server runs it (the same as `npm start` and the tests): the pragmas of
+ * `--sqlite-pragma` (default: DEFAULT_SQLITE_PRAGMAS of src/temporal/dev-server.ts), one connection,
+ * one history shard. `journalModeOnDisk` is read back from the database file after the run.
  */
-const SQLITE_SETTINGS = {
-  connectAttributes: 'mode=rwc (nothing else; --sqlite-pragma would add pragmas)',
-  journalMode: 'DELETE (SQLite default: rollback journal, not WAL)',
-  synchronous: 'FULL (SQLite default: fsync on every commit)',
-  maxOpenConns: 1,
-  numHistoryShards: 1,
-};
+function sqliteSettings(pragmas: Record<string, string>) {
+  return {
+    pragmas: Object.keys(pragmas).length > 0 ? pragmas : "none (SQLite's defaults: rollback journal, fsync per commit)",
+    maxOpenConns: 1,
+    numHistoryShards: 1,
+  };
+}
 
 interface Tuning {
   maxCachedWorkflows: number;
@@ -116,6 +118,7 @@ interface Options {
   out?: string;
   keep: boolean;
   db: 'file' | 'memory';
+  sqlitePragmas: Record<string, string>;
   dynamicConfig: Record<string, string | number | boolean>;
   temporalAddress?: string;
   cpuProf?: string;
@@ -142,6 +145,7 @@ function parseOptions(argv: string[]): Options {
       keep: { type: 'boolean', default: false },
       db: { type: 'string', default: 'file' },
       'dynamic-config': { type: 'string', multiple: true, default: [] },
+      'sqlite-pragma': { type: 'string', multiple: true },
       'temporal-address': { type: 'string' },
       'cpu-prof': { type: 'string' },
       only: { type: 'string' },
@@ -181,6 +185,17 @@ function parseOptions(argv: string[]): Options {
         : values.db === 'file'
           ? 'file'
           : fail(`--db must be file or memory, got ${values.db}`),
+    sqlitePragmas: values['sqlite-pragma']
+      ? Object.fromEntries(
+          values['sqlite-pragma']
+            .filter((kv) => kv !== 'none')
+            .map((kv) => {
+              const eq = kv.indexOf('=');
+              if (eq < 1) fail(`--sqlite-pragma takes PRAGMA=VALUE or none, got ${kv}`);
+              return [kv.slice(0, eq), kv.slice(eq + 1)];
+            }),
+        )
+      : { ...DEFAULT_SQLITE_PRAGMAS },
     dynamicConfig: Object.fromEntries(
       values['dynamic-config'].map((kv) => {
         const eq = kv.indexOf('=');
@@ -658,7 +673,7 @@ async function main(): Promise<void> {
         address: options.temporalAddress ?? 'dev server started by the bench',
         cli: temporal.cliVersion,
         database: options.temporalAddress ? 'external' : (dbFile ?? 'in memory'),
-        sqlite: options.temporalAddress ? undefined : SQLITE_SETTINGS,
+        sqlite: options.temporalAddress || !dbFile ? undefined : sqliteSettings(options.sqlitePragmas),
         dynamicConfig: options.dynamicConfig,
       },
       tuning,
@@ -746,6 +761,7 @@ async function startTemporal(
     searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
     cliPath,
     dbFile,
+    sqlitePragmas: options.sqlitePragmas,
     port: 0,
     uiPort: false,
     dynamicConfig: options.dynamicConfig,

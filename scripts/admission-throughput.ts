@@ -2,8 +2,9 @@
  * How fast the admission path is: `npx tsx scripts/admission-throughput.ts [requests] [concurrency,...]`.
  *
  * Starts a throwaway dev server and, in this one process, the workers, the API and a webhook receiver. Then:
- * 1. the admission queue alone: closed-loop clients enqueue a request id and give it back (no request workflows),
- *    on a queue started with a small continue-as-new threshold so hand-overs happen under load;
+ * 1. the admission queue alone: closed-loop clients enqueue a request id (as the API does) and give it back (as a
+ *    request workflow's local activity does), with no request workflows, on a queue started with a small
+ *    continue-as-new threshold so hand-overs happen under load;
  * 2. end to end (HTTP submit -> workflow -> no-op model -> result) for the same no-op model declared
  *    `unlimited` (no admission queue), limited above the client count (admission, never waiting) and limited to 8
  *    (most requests wait for a grant).
@@ -15,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
+import { createAdmissionActivities } from '../src/activities/admission';
 import { AdmissionClient } from '../src/client/admission';
 import { loadConfig } from '../src/config';
 import { ModelRegistry } from '../src/models/registry';
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
   const only = process.env.ONLY;
   // 1. The admission queue alone.
   const admission = new AdmissionClient(client, taskQueue);
+  const { releaseSlot } = createAdmissionActivities({ client });
   const queueModel = { id: 'bench/queue-only', capacity: 1_000_000, queueLimit: 10_000 };
   await client.workflow.start(admissionQueue, {
     workflowId: admissionWorkflowId(taskQueue, queueModel.id),
@@ -90,7 +93,8 @@ async function main(): Promise<void> {
     const requestId = randomUUID();
     const place = await admission.enqueue(queueModel, { requestId, priority: 'normal' });
     if (!place.admitted) throw new Error('expected a slot');
-    await admission.release(queueModel.id, requestId);
+    // The release path request workflows take (their local activity, batching releases that coincide).
+    await releaseSlot({ queueWorkflowId: admission.workflowId(queueModel.id), requestId });
   };
   if (only !== 'e2e') await closedLoop(16, 200, enqueueOnly);
   for (const c of only === 'e2e' ? [] : levels) {
@@ -105,7 +109,9 @@ async function main(): Promise<void> {
   // 2. End to end. Completion is the workflow's result (a long poll), not a webhook: webhook delivery is the same
   // for every case and would only add its own cost to each.
   const lastIds = new Map<string, string[]>();
+  const submitMs = new Map<string, number[]>();
   const submit = (modelId: string) => async () => {
+    const started = performance.now();
     const res = await fetch(`${server.url}/${modelId}`, {
       method: 'POST',
       headers: { authorization: `Key ${KEY}`, 'content-type': 'application/json' },
@@ -113,6 +119,7 @@ async function main(): Promise<void> {
     });
     if (res.status !== 200) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
     const { request_id } = (await res.json()) as { request_id: string };
+    submitMs.set(modelId, [...(submitMs.get(modelId) ?? []), performance.now() - started]);
     await client.workflow.getHandle(request_id).result();
     const ids = lastIds.get(modelId) ?? [];
     if (ids.length < 20) lastIds.set(modelId, [...ids, request_id]);
@@ -140,6 +147,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < 3; round++) {
       for (const modelId of models) {
         lastIds.delete(modelId);
+        if (round === 0) submitMs.delete(modelId);
         rates.get(modelId)!.push(await closedLoop(c, requests, submit(modelId)));
       }
     }
@@ -154,6 +162,7 @@ async function main(): Promise<void> {
       const queuePerRequest = ((await queueEvents(modelId)) - queueEventsBefore.get(modelId)!) / (3 * requests);
       console.log(
         `end to end, ${modelId}, ${c} clients: ${median(r).toFixed(1)} requests/s (rounds ${r.map((x) => x.toFixed(1)).join(', ')}); ` +
+          `submit p50 ${median(submitMs.get(modelId) ?? [0]).toFixed(0)} ms; ` +
           `events per request: ${perRequest.toFixed(1)} in its workflow, ${queuePerRequest.toFixed(2)} in the admission queue`,
       );
     }

@@ -24,10 +24,11 @@ export interface GrantSlotsResult {
 }
 
 /**
- * Signals queued for one admission queue while one is in flight go together: releases of many requests finishing at
- * once in this process cost the queue one history event (and one transaction) instead of one each.
+ * Release signals one worker process keeps in flight per admission queue; releases arriving meanwhile go together in
+ * the next signal, so many requests finishing at once cost the queue one history event (and one transaction) instead
+ * of one each. More than one in flight keeps a slow signal from holding up the workflow tasks that wait on it.
  */
-const RELEASES_IN_FLIGHT_PER_QUEUE = 2;
+const RELEASES_IN_FLIGHT_PER_QUEUE = 4;
 
 /**
  * The admission queue's messages, as local activities on the control worker: cheaper than signals sent from

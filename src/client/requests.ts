@@ -128,7 +128,7 @@ export class RequestsClient {
         args: [input],
         memo: { owner: req.owner, modelId: req.modelId } satisfies RequestMemo,
         ...(this.options.searchAttributes && {
-          typedSearchAttributes: initialRequestSearchAttributes(req.owner, req.modelId),
+          typedSearchAttributes: initialRequestSearchAttributes(req.owner, req.modelId, !place || place.admitted),
         }),
         // A repeated key finds the request it named: running (use it) or finished (refuse a second run).
         ...(req.idempotencyKey && {
@@ -176,7 +176,8 @@ export class RequestsClient {
         return { ...base, status: QueueStatus.Completed, outcome: abnormalOutcome(description.status.name) };
     }
 
-    const inference = description.raw.pendingActivities?.find((a) => a.activityType?.name === 'runInference');
+    const pending = description.raw.pendingActivities ?? [];
+    const inference = pending.find((a) => a.activityType?.name === 'runInference');
     if (inference) {
       const logs = this.heartbeatLogs(inference.heartbeatDetails?.payloads ?? []);
       const started = inference.state !== PendingState.PENDING_ACTIVITY_STATE_SCHEDULED || (inference.attempt ?? 1) > 1;
@@ -184,9 +185,10 @@ export class RequestsClient {
         ? { ...base, status: QueueStatus.InProgress, logs }
         : { ...base, status: QueueStatus.InQueue, queuePosition: 0, logs };
     }
-    // No inference pending: waiting for a slot (models with a limit), about to run, or just finished.
+    // No inference pending: waiting for a slot (models with a limit), about to run, or finished (sending its webhook).
+    const finished = pending.some((a) => a.activityType?.name === 'deliverWebhook');
     const model = this.options.registry.get(memo.modelId);
-    if (model && concurrencyLimit(model) !== undefined) {
+    if (!finished && model && concurrencyLimit(model) !== undefined) {
       const place = await this.admission.place(model.id, requestId).catch(() => undefined);
       if (place?.state === 'waiting') {
         return { ...base, status: QueueStatus.InQueue, queuePosition: place.position, logs: [] };

@@ -51,18 +51,27 @@ export type FalStateValue = (typeof FalStateValue)[keyof typeof FalStateValue];
  * also keeps such histories replaying unchanged.
  */
 export function upsertRequestState(state: FalStateValue, errorType?: string): void {
-  if (workflowInfo().typedSearchAttributes.get(FalState) === undefined) return;
+  const current = workflowInfo().typedSearchAttributes.get(FalState);
+  // Every upsert is a history event and a visibility write: none for a value that is already there.
+  if (current === undefined || (current === state && errorType === undefined)) return;
   upsertSearchAttributes([
     { key: FalState, value: state },
     ...(errorType === undefined ? [] : [{ key: FalErrorType, value: errorType }]),
   ]);
 }
 
-/** Client side: the attributes a request starts with. */
-export function initialRequestSearchAttributes(owner: string, modelId: string): SearchAttributePair[] {
+/**
+ * Client side: the attributes a request starts with; `dispatched` when its run is scheduled at once (a slot taken at
+ * submit, or a model without a concurrency limit), which spares the workflow an upsert.
+ */
+export function initialRequestSearchAttributes(
+  owner: string,
+  modelId: string,
+  dispatched = false,
+): SearchAttributePair[] {
   return [
     { key: FalModelId, value: modelId },
     { key: FalOwner, value: owner },
-    { key: FalState, value: FalStateValue.InQueue },
+    { key: FalState, value: dispatched ? FalStateValue.Dispatched : FalStateValue.InQueue },
   ];
 }

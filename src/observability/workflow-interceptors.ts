@@ -4,29 +4,13 @@
  * (not the sandbox) moves the Prometheus series. Sinks are not called on replay, so a request is
  * counted once. No Node imports here.
  */
-import {
-  TemporalFailure,
-  isCancellation,
-  proxySinks,
-  workflowInfo,
-  type Sinks,
-  type WorkflowInterceptorsFactory,
-} from '@temporalio/workflow';
+import { TemporalFailure, isCancellation, workflowInfo, type WorkflowInterceptorsFactory } from '@temporalio/workflow';
 import type { RequestOutcome } from '../domain/request';
 import { inferenceRequest } from '../workflows/inference-request';
-import { webhookDelivery, type DeliveryReport } from '../workflows/webhook-delivery';
+import { webhookDelivery, type DeliveryReport, type WebhookDeliveryInput } from '../workflows/webhook-delivery';
+import { queueMetrics } from './workflow-sinks';
 
-/** What the workflows report to the worker; `workerObservability` implements it. */
-export interface QueueMetricsSinks extends Sinks {
-  queueMetrics: {
-    /** `outcome`: `ok`, an `error_type`, or `failed` when the workflow itself failed. */
-    requestCompleted(modelId: string, outcome: string): void;
-    /** `result`: the delivery's final state (`delivered`, `gone`, `exhausted`). */
-    webhookDeliveryEnded(result: string, latencyMs: number): void;
-  };
-}
-
-const { queueMetrics } = proxySinks<QueueMetricsSinks>();
+export type { QueueMetricsSinks } from './workflow-sinks';
 
 export const interceptors: WorkflowInterceptorsFactory = () => ({
   inbound: [
@@ -48,8 +32,9 @@ export const interceptors: WorkflowInterceptorsFactory = () => ({
         }
         if (workflowType === webhookDelivery.name) {
           const report = (await next(input)) as DeliveryReport;
-          // Workflow time: the start of this delivery is the moment its request ended.
-          queueMetrics.webhookDeliveryEnded(report.state, Date.now() - startTime.getTime());
+          // Workflow time, from the moment the request's result existed (before a first attempt made inline).
+          const resultAt = (input.args[0] as WebhookDeliveryInput | undefined)?.resultAt ?? startTime.getTime();
+          queueMetrics.webhookDeliveryEnded(report.state, Date.now() - resultAt);
           return report;
         }
         return next(input);

@@ -1,5 +1,13 @@
-import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
-import type { WebhookBody } from '../domain/request';
+import {
+  CancelledFailure,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
+import { webhookBodyFor, type WebhookBody } from '../domain/request';
+import { cancelledOutcome, inferenceRequest, type InferenceRequestInput } from '../workflows/inference-request';
+import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody } from './payload';
 import {
   DELIVERY_MEMO_KEY,
   DeliveryState,
@@ -25,6 +33,11 @@ export async function readDeliveryInput(
   client: Client,
   execution: DeliveryExecutionRef,
 ): Promise<WebhookDeliveryInput> {
+  return readStartInput<WebhookDeliveryInput>(client, execution);
+}
+
+/** The (first) argument a workflow run was started with, from the first event of its history. */
+async function readStartInput<T>(client: Client, execution: DeliveryExecutionRef): Promise<T> {
   const { history } = await client.workflowService.getWorkflowExecutionHistory({
     namespace: client.options.namespace,
     execution,
@@ -32,7 +45,7 @@ export async function readDeliveryInput(
   });
   const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
   if (!payload) throw new Error(`the history of ${execution.workflowId} has no start event with an input`);
-  return client.options.loadedDataConverter.payloadConverter.fromPayload<WebhookDeliveryInput>(payload);
+  return client.options.loadedDataConverter.payloadConverter.fromPayload<T>(payload);
 }
 
 /** {@link readDeliveryInput}, narrowed to what an attempt needs. */
@@ -61,7 +74,7 @@ export class WebhookDeliveries {
   /** The request's delivery log, or undefined when it has no webhook delivery (yet). */
   async log(requestId: string): Promise<DeliveryReport | undefined> {
     const description = await this.describe(requestId);
-    return description && reportOf(description);
+    return description ? reportOf(description) : (await this.firstAttemptReport(requestId))?.report;
   }
 
   /**
@@ -82,10 +95,25 @@ export class WebhookDeliveries {
         description = await this.describe(requestId);
       }
     }
-    if (!description) return undefined;
-    const previous = reportOf(description);
-    const input = await readDeliveryInput(this.client, { workflowId, runId: description.runId });
-    const { previousAttempts: _older, ...original } = input;
+    let previous: DeliveryReport;
+    let original: WebhookDeliveryInput;
+    if (description) {
+      previous = reportOf(description);
+      const {
+        previousAttempts: _log,
+        firstAttemptAt: _due,
+        resultAt: _at,
+        ...input
+      } = await readDeliveryInput(this.client, { workflowId, runId: description.runId });
+      original = input;
+    } else {
+      // No delivery workflow: the request's own first attempt settled the delivery, or there was none.
+      const first = await this.firstAttemptReport(requestId);
+      // A first attempt that failed hands over to a delivery workflow in the same step: it is being started.
+      if (!first || first.report.state === DeliveryState.Retrying) return undefined;
+      previous = first.report;
+      original = await this.inputFromRequest(requestId, first.runId);
+    }
     // Signal-with-start: if another redelivery started a run meanwhile, this only signals it.
     await this.client.workflow.signalWithStart(webhookDelivery, {
       workflowId,
@@ -100,9 +128,44 @@ export class WebhookDeliveries {
       ],
       signal: redeliverSignal,
       signalArgs: [],
-      memo: initialDeliveryMemo(input.url, previous.attempts),
+      memo: initialDeliveryMemo(original.url, previous.attempts),
     });
     return { ...previous, state: DeliveryState.Retrying, nextAttemptAt: undefined };
+  }
+
+  /** The log of the first attempt, which the request workflow made itself and keeps in its memo. */
+  private async firstAttemptReport(requestId: string): Promise<{ report: DeliveryReport; runId: string } | undefined> {
+    try {
+      const description = await this.client.workflow.getHandle(requestId).describe();
+      const report = description.memo?.[DELIVERY_MEMO_KEY] as DeliveryReport | undefined;
+      return description.type === inferenceRequest.name && report ? { report, runId: description.runId } : undefined;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /** A delivery's input rebuilt from its request: the webhook settings it was submitted with, and its outcome. */
+  private async inputFromRequest(requestId: string, runId: string): Promise<WebhookDeliveryInput> {
+    const request = await readStartInput<InferenceRequestInput>(this.client, { workflowId: requestId, runId });
+    if (!request.webhookUrl) throw new Error(`request ${requestId} has a delivery log but no webhook URL`);
+    // A cancelled request ends its workflow as cancelled, after sending the cancelled outcome.
+    const outcome = await this.client.workflow
+      .getHandle<typeof inferenceRequest>(requestId, runId)
+      .result()
+      .catch((err: unknown) => {
+        if (err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure) return cancelledOutcome();
+        throw err;
+      });
+    const { scheduleMs, attemptTimeoutMs, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES } = request.webhook;
+    return {
+      requestId,
+      owner: request.owner,
+      url: request.webhookUrl,
+      body: fitWebhookBody(webhookBodyFor(requestId, outcome), maxPayloadBytes),
+      scheduleMs,
+      attemptTimeoutMs,
+    };
   }
 
   private async describe(requestId: string): Promise<WorkflowExecutionDescription | undefined> {

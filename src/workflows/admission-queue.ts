@@ -100,23 +100,38 @@ export interface AdmissionQueueInput {
    * @default 5000
    */
   continueAsNewAfterEvents?: number;
+  /** Overrides of how the queue checks its slot holders (tests use short ones). */
+  timing?: Partial<AdmissionTiming>;
 }
+
+/** How the queue makes sure every slot is held by a live request. */
+export interface AdmissionTiming {
+  /**
+   * How often it checks that a slot holder's workflow still exists: one admitted at submit (no grant is sent to it)
+   * may belong to a submit that died before starting its workflow, and an operator may terminate a running request
+   * (which then never gives its slot back). A signal to a missing or closed workflow fails, and the slot comes back.
+   * @default 60_000
+   */
+  checkHoldersEveryMs: number;
+  /**
+   * A grant that did not reach its request (its workflow is being started right now) is sent again this soon...
+   * @default 1_000
+   */
+  grantRetryMs: number;
+  /**
+   * ...unless the request was submitted this long ago: then its workflow is gone (or never came) and the slot is freed.
+   * @default 30_000
+   */
+  giveUpAfterMs: number;
+}
+
+const DEFAULT_TIMING: AdmissionTiming = { checkHoldersEveryMs: 60_000, grantRetryMs: 1_000, giveUpAfterMs: 30_000 };
 
 /** Workflow id of a model's admission queue. The task queue is part of it so deployments sharing a namespace stay apart. */
 export function admissionWorkflowId(taskQueue: string, modelId: string): string {
   return `admission/${taskQueue}/${modelId}`;
 }
 
-/**
- * How often the queue makes sure a slot holder's workflow still exists: one admitted at submit (no grant is sent to
- * it) may belong to a submit that died before starting its workflow, and an operator may terminate a running request
- * (which then never gives its slot back). A signal to a missing or closed workflow fails, and the slot comes back.
- */
-const CHECK_HOLDERS_EVERY_MS = 60_000;
-/** A grant that did not reach its request (its workflow is being started right now) is sent again this soon... */
-const GRANT_RETRY_MS = 1_000;
-/** ...unless the request was submitted this long ago: then its workflow is gone (or never came) and the slot is freed. */
-const GIVE_UP_AFTER_MS = 30_000;
 /** Checks due within this much of the one that woke the checker are done at the same time. */
 const CHECK_SLACK_MS = 5_000;
 /** Updates one run takes before it continues as new (Temporal's own limit is 2000 by default). */
@@ -139,6 +154,7 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
   // Waiting ids with their enqueue time.
   const waitingIds = new Map<string, number>(Object.entries(input.state?.submittedAt ?? {}));
   const continueAfter = input.continueAsNewAfterEvents ?? 5000;
+  const timing: AdmissionTiming = { ...DEFAULT_TIMING, ...input.timing };
   // Grants in flight; continue-as-new waits for them, since a new run could not see their outcome.
   let signalsInFlight = 0;
   // Holders to send `admitted` to: new ones, and ones due for a check. Sent together, once per activation.
@@ -185,16 +201,16 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
       const holder = holders.get(id);
       if (!holder) continue;
       if (failed.includes(id)) {
-        scheduleCheck(holder, now + GRANT_RETRY_MS);
+        scheduleCheck(holder, now + timing.grantRetryMs);
       } else if (!missing.includes(id)) {
-        scheduleCheck(holder, now + CHECK_HOLDERS_EVERY_MS);
-      } else if (now - holder.submittedAt >= GIVE_UP_AFTER_MS) {
+        scheduleCheck(holder, now + timing.checkHoldersEveryMs);
+      } else if (now - holder.submittedAt >= timing.giveUpAfterMs) {
         // Nobody will give this slot back: the workflow is gone, or the submit died before starting it.
         holders.delete(id);
         pump();
       } else {
         // Its workflow is being started right now.
-        scheduleCheck(holder, now + GRANT_RETRY_MS);
+        scheduleCheck(holder, now + timing.grantRetryMs);
       }
     }
   };
@@ -229,7 +245,7 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
       // The API starts this request as admitted, so no grant is sent; its workflow is checked for later instead.
       const holder: Holder = { submittedAt: Date.now() };
       holders.set(entry.requestId, holder);
-      scheduleCheck(holder, Date.now() + CHECK_HOLDERS_EVERY_MS);
+      scheduleCheck(holder, Date.now() + timing.checkHoldersEveryMs);
       return { admitted: true };
     }
     const limit = Math.min(queueLimit, entry.maxQueueLength ?? Infinity);
@@ -293,7 +309,7 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
       }
       sweepTimer = undefined;
       if (draining) continue;
-      const due = Date.now() + CHECK_SLACK_MS;
+      const due = Date.now() + Math.min(CHECK_SLACK_MS, timing.checkHoldersEveryMs / 10);
       for (const [id, holder] of holders) {
         if (holder.checkAt !== undefined && holder.checkAt <= due) {
           holder.checkAt = undefined;

@@ -3,7 +3,6 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
-  ParentClosePolicy,
   TimeoutFailure,
   condition,
   defineQuery,
@@ -12,7 +11,6 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
-  startChild,
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
@@ -30,7 +28,7 @@ import {
 import { admittedSignal } from './admission-queue';
 import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody } from '../webhooks/payload';
 import { FalStateValue, upsertRequestState } from '../observability/search-attributes';
-import { initialDeliveryMemo, webhookDelivery, webhookWorkflowId } from './webhook-delivery';
+import { deliverFromRequest } from './webhook-delivery';
 
 export interface InferenceRequestInput {
   requestId: string;
@@ -68,8 +66,9 @@ export interface RequestProgress {
 export const progressQuery = defineQuery<RequestProgress>('progress');
 
 /**
- * One inference request: run the model on its own task queue, then hand the webhook (if any) to a
- * child workflow that outlives this one, so the result is available as soon as inference ends.
+ * One inference request: run the model on its own task queue, then make the webhook's first attempt (if any); a
+ * delivery that needs retries goes on in a child workflow that outlives this one. The result is readable as soon as
+ * inference ends (the progress query answers while the webhook is sent).
  */
 export async function inferenceRequest(req: InferenceRequestInput): Promise<RequestOutcome> {
   const progress: RequestProgress = { status: QueueStatus.InQueue };
@@ -90,6 +89,7 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     ...(!req.admission && req.startTimeoutSeconds !== undefined && { scheduleToStartTimeout: startDeadlineMs(req) }),
   });
   const infer = async (): Promise<RequestOutcome> => {
+    // A request admitted at submit was started as DISPATCHED already (upsertRequestState skips an unchanged value).
     upsertRequestState(FalStateValue.Dispatched);
     const result = await runInference({
       requestId: req.requestId,
@@ -131,17 +131,17 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     : undefined;
   if (req.webhookUrl) {
     const { scheduleMs, attemptTimeoutMs, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES } = req.webhook;
-    // Fitted here, so the child's input (its history) never holds more than the payload limit.
+    // Fitted here, so no history (this one's, or a delivery workflow's input) holds more than the payload limit.
     const body = fitWebhookBody(webhookBodyFor(req.requestId, outcome), maxPayloadBytes);
-    const url = req.webhookUrl;
-    await CancellationScope.nonCancellable(() =>
-      startChild(webhookDelivery, {
-        workflowId: webhookWorkflowId(req.requestId),
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        args: [{ requestId: req.requestId, owner: req.owner, url, body, scheduleMs, attemptTimeoutMs }],
-        memo: initialDeliveryMemo(url),
-      }),
-    );
+    const delivery = {
+      requestId: req.requestId,
+      owner: req.owner,
+      url: req.webhookUrl,
+      body,
+      scheduleMs,
+      attemptTimeoutMs,
+    };
+    await CancellationScope.nonCancellable(() => deliverFromRequest(delivery));
   }
   await released;
   // Ending as Cancelled (not Completed) lets operators see it for what it is in the Temporal UI.

@@ -72,6 +72,36 @@ describe('queue positions per model', () => {
     expect(one.requests.map((r) => (r.json as { n: number }).n)).toEqual([0, 1, 2, 3, 4]);
   });
 
+  it('takes a cancelled waiting request out of the line: those behind it move up, it never runs', async () => {
+    const before = one.requests.length;
+    const running = await submit(ONE, { c: 'running' });
+    await statusIs(ONE, running.request_id, 'IN_PROGRESS');
+    const [a, b, c] = [await submit(ONE, { c: 'a' }), await submit(ONE, { c: 'b' }), await submit(ONE, { c: 'c' })];
+    expect(
+      await positions(
+        ONE,
+        [a, b, c].map((s) => s.request_id),
+      ),
+    ).toEqual([0, 1, 2]);
+
+    const cancel = await stack.api(`/${ONE}/requests/${a.request_id}/cancel`, { method: 'PUT' });
+    expect(cancel.status).toBe(202);
+    await statusIs(ONE, a.request_id, 'COMPLETED');
+    expect(
+      await positions(
+        ONE,
+        [b, c].map((s) => s.request_id),
+      ),
+    ).toEqual([0, 1]);
+
+    for (let i = 1; i <= 3; i++) {
+      await one.nth(before + i);
+      one.release();
+    }
+    await waitCompleted(stack, ONE, c.request_id);
+    expect(one.requests.slice(before).map((r) => (r.json as { c: string }).c)).toEqual(['running', 'b', 'c']);
+  });
+
   it('starts low-priority requests only after every waiting normal one', async () => {
     const before = one.requests.length;
     const running = await submit(ONE, { p: 'running' });
