@@ -130,6 +130,7 @@ export const EnvSchema = z.object({
   FILE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),
   STATUS_STREAM_POLL_MS: positiveInt.default(500),
   STATUS_STREAM_KEEPALIVE_MS: positiveInt.max(10_000).default(5_000),
+  STATUS_CACHE_REFRESH_MS: z.coerce.number().int().min(0).default(500),
 
   METRICS_PORT: optionalString.pipe(z.coerce.number<string | undefined>().int().min(0).max(65535).optional()),
 
@@ -191,6 +192,11 @@ export interface Config {
   };
   /** The SSE status stream: how often a watched request is read, and the longest silence between events. */
   statusStream: { pollMs: number; keepAliveMs: number };
+  /**
+   * How often the API re-reads a request in flight that clients are polling (polls are answered from the latest
+   * read; finished requests are kept in memory); 0 = every status read goes to Temporal.
+   */
+  statusCacheRefreshMs: number;
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
   /** Port of the worker's own `/metrics` and `/healthz` server; undefined = none (the API serves `/metrics` anyway). */
   metricsPort?: number;
@@ -262,6 +268,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     cogWebhook: { host: e.COG_WEBHOOK_HOST, port: e.COG_WEBHOOK_PORT, publicUrl: e.COG_WEBHOOK_URL },
     files: { expiresInSeconds: e.FILE_EXPIRATION_SECONDS, sweepEveryMs: e.FILE_SWEEP_INTERVAL_MS },
     statusStream: { pollMs: e.STATUS_STREAM_POLL_MS, keepAliveMs: e.STATUS_STREAM_KEEPALIVE_MS },
+    statusCacheRefreshMs: e.STATUS_CACHE_REFRESH_MS,
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT,
   };

@@ -63,6 +63,16 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
       attemptTimeoutMs: config.webhook.attemptTimeoutMs,
       maxPayloadBytes: config.webhook.maxPayloadBytes,
     },
+    viewCache:
+      config.statusCacheRefreshMs > 0
+        ? {
+            refreshMs: config.statusCacheRefreshMs,
+            // A client that stopped polling for this long has gone (fal's client polls every 500 ms).
+            idleMs: Math.max(10_000, 10 * config.statusCacheRefreshMs),
+            finished: { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 },
+            onError: (err, requestId) => logger.warn({ err, request_id: requestId }, 'background status read failed'),
+          }
+        : undefined,
   });
   const webhookKeys = await WebhookKeys.open(config.webhook.keysDir);
   const webhooks = new WebhookDeliveries(client, {
@@ -103,6 +113,7 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
       stopping ??= (async () => {
         // Ends open status streams and synchronous waits, which would otherwise hold the server open.
         watchers.close();
+        requests.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();

@@ -1,5 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { InferenceHeartbeat } from '../activities';
 import { QueueStatus, type LogEntry, type RequestOutcome } from '../domain/request';
@@ -13,6 +18,7 @@ import {
   type RequestProgress,
 } from '../workflows';
 import { AdmissionClient } from './admission';
+import { ViewCache, type ViewCacheOptions } from './view-cache';
 import type { QueueMetrics } from '../observability/metrics';
 import { initialRequestSearchAttributes } from '../observability/search-attributes';
 
@@ -69,6 +75,8 @@ export interface RequestsClientOptions {
   searchAttributes?: boolean;
   /** Counts accepted submits (`fal_queue_requests_submitted_total`). */
   metrics?: Pick<QueueMetrics, 'submitted'>;
+  /** Answer status reads from a {@link ViewCache}; omitted = every read goes to Temporal. */
+  viewCache?: Omit<ViewCacheOptions, 'onError'> & { onError?: ViewCacheOptions['onError'] };
 }
 
 /**
@@ -77,12 +85,20 @@ export interface RequestsClientOptions {
  */
 export class RequestsClient {
   private readonly admission: AdmissionClient;
+  private readonly views?: ViewCache;
 
   constructor(
     private readonly client: Client,
     private readonly options: RequestsClientOptions,
   ) {
     this.admission = new AdmissionClient(client, options.taskQueue);
+    if (options.viewCache) {
+      this.views = new ViewCache(
+        (requestId, owner) => this.read(requestId, owner),
+        (requestId, signal) => client.withAbortSignal(signal, () => client.workflow.getHandle(requestId).result()),
+        options.viewCache,
+      );
+    }
   }
 
   /**
@@ -153,18 +169,39 @@ export class RequestsClient {
    * (another owner's request is reported as missing, never as forbidden).
    */
   async get(requestId: string, owner: string): Promise<RequestView | undefined> {
+    return this.views ? this.views.get(requestId, owner) : (await this.read(requestId, owner)).view;
+  }
+
+  /** Stops the view cache's background reads (the API is shutting down). */
+  close(): void {
+    this.views?.close();
+  }
+
+  /** {@link get} straight from Temporal, and whether the workflow has closed (the view can no longer change). */
+  private async read(requestId: string, owner: string): Promise<{ view: RequestView | undefined; closed: boolean }> {
     const handle = this.client.workflow.getHandle(requestId);
     let description;
     try {
       description = await handle.describe();
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return undefined;
+      if (err instanceof WorkflowNotFoundError) return { view: undefined, closed: false };
       throw err;
     }
     const memo = description.memo as Partial<RequestMemo> | undefined;
-    if (description.type !== inferenceRequest.name || memo?.owner !== owner || !memo.modelId) return undefined;
-    const base = { requestId, modelId: memo.modelId };
+    if (description.type !== inferenceRequest.name || memo?.owner !== owner || !memo.modelId) {
+      return { view: undefined, closed: false };
+    }
+    const closed = description.status.name !== 'RUNNING';
+    return { view: await this.viewOf(requestId, memo.modelId, description), closed };
+  }
 
+  private async viewOf(
+    requestId: string,
+    modelId: string,
+    description: WorkflowExecutionDescription,
+  ): Promise<RequestView> {
+    const handle = this.client.workflow.getHandle(requestId, description.runId);
+    const base = { requestId, modelId };
     switch (description.status.name) {
       case 'RUNNING':
         break;
@@ -187,7 +224,7 @@ export class RequestsClient {
     }
     // No inference pending: waiting for a slot (models with a limit), about to run, or finished (sending its webhook).
     const finished = pending.some((a) => a.activityType?.name === 'deliverWebhook');
-    const model = this.options.registry.get(memo.modelId);
+    const model = this.options.registry.get(modelId);
     if (!finished && model && concurrencyLimit(model) !== undefined) {
       const place = await this.admission.place(model.id, requestId).catch(() => undefined);
       if (place?.state === 'waiting') {
@@ -205,6 +242,7 @@ export class RequestsClient {
   /** Asks the request to stop: a queued run never starts, a running one has its activity cancelled. */
   async cancel(requestId: string): Promise<void> {
     await this.client.workflow.getHandle(requestId).cancel();
+    this.views?.invalidate(requestId);
   }
 
   private heartbeatLogs(payloads: temporal.api.common.v1.IPayload[]): LogEntry[] {

@@ -14,6 +14,8 @@ describe('queue positions per model', () => {
     one = await startGatedBackend();
     two = await startGatedBackend();
     stack = await startStack({
+      // Positions are checked right after each change: read from the queue itself, not the API's status cache.
+      env: { STATUS_CACHE_REFRESH_MS: '0' },
       models: {
         models: [
           { id: ONE, backend: { kind: 'http', url: one.url }, concurrency: 1 },

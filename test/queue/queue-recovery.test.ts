@@ -22,6 +22,8 @@ describe('admission queue recovery', () => {
   beforeAll(async () => {
     backend = await startGatedBackend();
     stack = await startStack({
+      // Positions are checked right after each change: read from the queue itself, not the API's status cache.
+      env: { STATUS_CACHE_REFRESH_MS: '0' },
       models: { models: [{ id: APP, backend: { kind: 'http', url: backend.url }, concurrency: 1 }] },
     });
     connection = await Connection.connect({ address: stack.config.temporal.address! });

@@ -1,0 +1,165 @@
+import type { RequestView } from './requests';
+import { QueueStatus } from '../domain/request';
+
+/** A read of a request's state straight from Temporal; `closed` = its workflow has ended (the view is final). */
+export type ViewRead = (
+  requestId: string,
+  owner: string,
+) => Promise<{ view: RequestView | undefined; closed: boolean }>;
+
+/** Resolves (or rejects) once the request's workflow has closed; a long poll, aborted through `signal`. */
+export type WaitForClose = (requestId: string, signal: AbortSignal) => Promise<unknown>;
+
+export interface ViewCacheOptions {
+  /** How often a request that clients are polling is read again in the background. */
+  refreshMs: number;
+  /** A request nobody asked about for this long is no longer read in the background. */
+  idleMs: number;
+  /** Finished requests kept, and the bytes (of JSON) their views may take together. */
+  finished: { maxEntries: number; maxBytes: number };
+  onError?: (err: unknown, requestId: string) => void;
+}
+
+interface Hot {
+  requestId: string;
+  owner: string;
+  view?: RequestView;
+  readAt: number;
+  askedAt: number;
+  reading?: Promise<RequestView | undefined>;
+  timer?: NodeJS.Timeout;
+  closeWatch?: AbortController;
+  dropped: boolean;
+}
+
+/**
+ * Status reads without a Temporal round trip per poll. A finished request never changes, so its view is kept (LRU).
+ * A request in flight that clients poll is read once per `refreshMs` in the background, however many polls arrive,
+ * and a long poll on its workflow's close re-reads it the moment it ends; polls are answered from the latest read.
+ * A view is at most about `refreshMs` behind Temporal while the request runs, and never behind once it has ended.
+ */
+export class ViewCache {
+  private readonly hot = new Map<string, Hot>();
+  private readonly finished = new Map<string, { owner: string; view: RequestView; bytes: number }>();
+  private finishedBytes = 0;
+  private closed = false;
+
+  constructor(
+    private readonly read: ViewRead,
+    private readonly waitForClose: WaitForClose,
+    private readonly options: ViewCacheOptions,
+  ) {}
+
+  async get(requestId: string, owner: string): Promise<RequestView | undefined> {
+    const done = this.finished.get(requestId);
+    if (done) {
+      // Most recently used last, so eviction takes the oldest.
+      this.finished.delete(requestId);
+      this.finished.set(requestId, done);
+      return done.owner === owner ? done.view : undefined;
+    }
+    const hot = this.hot.get(requestId);
+    if (hot && hot.owner !== owner) return (await this.read(requestId, owner)).view;
+    const now = Date.now();
+    if (hot) {
+      hot.askedAt = now;
+      // A background read that is late (Temporal slow) is waited for rather than serving an older view.
+      if (hot.view && now - hot.readAt <= 2 * this.options.refreshMs) return hot.view;
+      return this.refresh(hot);
+    }
+    if (this.closed) return (await this.read(requestId, owner)).view;
+    const entry: Hot = { requestId, owner, readAt: 0, askedAt: now, dropped: false };
+    this.hot.set(requestId, entry);
+    return this.refresh(entry);
+  }
+
+  /** Forgets what is known of a request in flight (it was just cancelled): the next poll reads it afresh. */
+  invalidate(requestId: string): void {
+    const hot = this.hot.get(requestId);
+    if (hot) this.drop(hot);
+  }
+
+  /** Requests read in the background right now. */
+  get hotCount(): number {
+    return this.hot.size;
+  }
+
+  /** Stops every background read and long poll (the API is shutting down). */
+  close(): void {
+    this.closed = true;
+    for (const hot of [...this.hot.values()]) this.drop(hot);
+  }
+
+  private refresh(hot: Hot): Promise<RequestView | undefined> {
+    hot.reading ??= this.read(hot.requestId, hot.owner).then(
+      ({ view, closed }) => {
+        hot.reading = undefined;
+        hot.view = view;
+        hot.readAt = Date.now();
+        if (!view || (closed && view.status === QueueStatus.Completed)) {
+          this.drop(hot);
+          if (view) this.keepFinished(hot.requestId, hot.owner, view);
+        } else {
+          this.schedule(hot);
+        }
+        return view;
+      },
+      (err: unknown) => {
+        hot.reading = undefined;
+        this.drop(hot);
+        throw err;
+      },
+    );
+    return hot.reading;
+  }
+
+  private schedule(hot: Hot): void {
+    if (hot.dropped) return;
+    clearTimeout(hot.timer);
+    if (Date.now() - hot.askedAt > this.options.idleMs) {
+      this.drop(hot);
+      return;
+    }
+    hot.timer = setTimeout(() => this.backgroundRefresh(hot), this.options.refreshMs);
+    hot.timer.unref();
+    if (!hot.closeWatch) {
+      const closeWatch = new AbortController();
+      hot.closeWatch = closeWatch;
+      // Whatever the long poll ends with (closed, failed, or Temporal unreachable), a fresh read tells the state.
+      void this.waitForClose(hot.requestId, closeWatch.signal)
+        .catch(() => undefined)
+        .then(() => {
+          if (closeWatch.signal.aborted || hot.dropped) return;
+          hot.closeWatch = undefined;
+          this.backgroundRefresh(hot);
+        });
+    }
+  }
+
+  private backgroundRefresh(hot: Hot): void {
+    if (hot.dropped) return;
+    this.refresh(hot).catch((err: unknown) => this.options.onError?.(err, hot.requestId));
+  }
+
+  private drop(hot: Hot): void {
+    hot.dropped = true;
+    clearTimeout(hot.timer);
+    hot.closeWatch?.abort();
+    if (this.hot.get(hot.requestId) === hot) this.hot.delete(hot.requestId);
+  }
+
+  private keepFinished(requestId: string, owner: string, view: RequestView): void {
+    const { maxEntries, maxBytes } = this.options.finished;
+    const bytes = JSON.stringify(view).length;
+    if (bytes > maxBytes / 10) return;
+    const previous = this.finished.get(requestId);
+    if (previous) this.finishedBytes -= previous.bytes;
+    this.finished.set(requestId, { owner, view, bytes });
+    this.finishedBytes += bytes;
+    for (const [id, old] of this.finished) {
+      if (this.finished.size <= maxEntries && this.finishedBytes <= maxBytes) break;
+      this.finished.delete(id);
+      this.finishedBytes -= old.bytes;
+    }
+  }
+}

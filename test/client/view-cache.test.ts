@@ -1,0 +1,166 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RequestView } from '../../src/client/requests';
+import { ViewCache, type ViewRead } from '../../src/client/view-cache';
+import { QueueStatus } from '../../src/domain/request';
+
+/**
+ * The status cache's rules, against a scripted source of truth: how many reads reach "Temporal" for how many polls,
+ * and how stale an answer may be.
+ */
+const REFRESH_MS = 100;
+
+function inQueue(requestId: string, queuePosition: number): RequestView {
+  return { requestId, modelId: 'acme/m', status: QueueStatus.InQueue, queuePosition, logs: [] };
+}
+function completed(requestId: string): RequestView {
+  return {
+    requestId,
+    modelId: 'acme/m',
+    status: QueueStatus.Completed,
+    outcome: { status: 'OK', output: { ok: true }, logs: [], metrics: { inference_time: 0.1 } },
+  };
+}
+
+/** A request whose state the test moves; every read is counted, and `close` ends the long poll. */
+class Source {
+  reads = 0;
+  view: RequestView;
+  closed = false;
+  readonly owner = 'alice';
+  private closeWaiters: (() => void)[] = [];
+
+  constructor(readonly requestId = 'r-1') {
+    this.view = inQueue(requestId, 3);
+  }
+
+  readonly read: ViewRead = async (requestId, owner) => {
+    this.reads++;
+    await sleep(5);
+    return { view: owner === this.owner && requestId === this.requestId ? this.view : undefined, closed: this.closed };
+  };
+
+  readonly waitForClose = (_requestId: string, signal: AbortSignal) =>
+    new Promise<void>((resolve, reject) => {
+      if (this.closed) return resolve();
+      this.closeWaiters.push(resolve);
+      signal.addEventListener('abort', () => reject(new Error('aborted')));
+    });
+
+  finish(): void {
+    this.view = completed(this.requestId);
+    this.closed = true;
+    for (const wake of this.closeWaiters.splice(0)) wake();
+  }
+}
+
+function cacheOver(source: Source, idleMs = 10_000) {
+  return new ViewCache(source.read, source.waitForClose, {
+    refreshMs: REFRESH_MS,
+    idleMs,
+    finished: { maxEntries: 2, maxBytes: 1_000_000 },
+  });
+}
+
+describe('status view cache', () => {
+  let cache: ViewCache | undefined;
+  afterEach(() => cache?.close());
+
+  it('answers many polls of a request in flight with one read per refresh interval', async () => {
+    const source = new Source();
+    cache = cacheOver(source);
+    const first = await Promise.all(Array.from({ length: 20 }, () => cache!.get(source.requestId, source.owner)));
+    expect(first.every((v) => v?.status === QueueStatus.InQueue)).toBe(true);
+    expect(source.reads).toBe(1);
+
+    const started = Date.now();
+    while (Date.now() - started < 5 * REFRESH_MS) {
+      await cache.get(source.requestId, source.owner);
+      await sleep(5);
+    }
+    // About one background read per interval, not one per poll (roughly 100 polls happened).
+    expect(source.reads).toBeGreaterThanOrEqual(3);
+    expect(source.reads).toBeLessThanOrEqual(8);
+  });
+
+  it('shows a change within about one refresh interval', async () => {
+    const source = new Source();
+    cache = cacheOver(source);
+    expect(await cache.get(source.requestId, source.owner)).toMatchObject({ queuePosition: 3 });
+    source.view = inQueue(source.requestId, 0);
+    await sleep(2 * REFRESH_MS);
+    expect(await cache.get(source.requestId, source.owner)).toMatchObject({ queuePosition: 0 });
+  });
+
+  it('sees the end at once through the long poll, then keeps the final view without reading again', async () => {
+    const source = new Source();
+    cache = new ViewCache(source.read, source.waitForClose, {
+      refreshMs: 60_000,
+      idleMs: 120_000,
+      finished: { maxEntries: 2, maxBytes: 1_000_000 },
+    });
+    await cache.get(source.requestId, source.owner);
+    source.finish();
+    await sleep(50);
+    expect((await cache.get(source.requestId, source.owner))?.status).toBe(QueueStatus.Completed);
+    const reads = source.reads;
+    for (let i = 0; i < 10; i++) await cache.get(source.requestId, source.owner);
+    expect(source.reads).toBe(reads);
+    expect(cache.hotCount).toBe(0);
+  });
+
+  it('never shows a request to another owner, cached or not', async () => {
+    const source = new Source();
+    cache = cacheOver(source);
+    await cache.get(source.requestId, source.owner);
+    expect(await cache.get(source.requestId, 'mallory')).toBeUndefined();
+    source.finish();
+    await sleep(50);
+    expect(await cache.get(source.requestId, source.owner)).toMatchObject({ status: QueueStatus.Completed });
+    expect(await cache.get(source.requestId, 'mallory')).toBeUndefined();
+  });
+
+  it('stops reading a request nobody polls any more', async () => {
+    const source = new Source();
+    cache = cacheOver(source, 3 * REFRESH_MS);
+    await cache.get(source.requestId, source.owner);
+    await sleep(6 * REFRESH_MS);
+    expect(cache.hotCount).toBe(0);
+    const reads = source.reads;
+    await sleep(3 * REFRESH_MS);
+    expect(source.reads).toBe(reads);
+  });
+
+  it('reads a cancelled request afresh', async () => {
+    const source = new Source();
+    cache = new ViewCache(source.read, source.waitForClose, {
+      refreshMs: 60_000,
+      idleMs: 120_000,
+      finished: { maxEntries: 2, maxBytes: 1_000_000 },
+    });
+    await cache.get(source.requestId, source.owner);
+    source.view = inQueue(source.requestId, 1);
+    cache.invalidate(source.requestId);
+    expect(await cache.get(source.requestId, source.owner)).toMatchObject({ queuePosition: 1 });
+  });
+
+  it('keeps only the most recently used finished requests', async () => {
+    const sources = ['a', 'b', 'c'].map((id) => new Source(id));
+    const reads = new Map(sources.map((s) => [s.requestId, s]));
+    cache = new ViewCache(
+      (id, owner) => reads.get(id)!.read(id, owner),
+      (id, signal) => reads.get(id)!.waitForClose(id, signal),
+      { refreshMs: REFRESH_MS, idleMs: 10_000, finished: { maxEntries: 2, maxBytes: 1_000_000 } },
+    );
+    for (const s of sources) {
+      s.finish();
+      await cache.get(s.requestId, s.owner);
+    }
+    // a was evicted (maxEntries 2): reading it again goes to the source.
+    const before = sources[0]!.reads;
+    await cache.get('a', 'alice');
+    expect(sources[0]!.reads).toBe(before + 1);
+    const cReads = sources[2]!.reads;
+    await cache.get('c', 'alice');
+    expect(sources[2]!.reads).toBe(cReads);
+  });
+});
