@@ -480,21 +480,44 @@ async function statusPhase(
     if (!body.request_id) throw new Error(`submit answered ${res.status}: ${JSON.stringify(body)}`);
     return body.request_id;
   };
-  const slowIds: string[] = [];
-  for (let i = 0; i < options.pollers; i += 8) {
-    slowIds.push(...(await Promise.all(Array.from({ length: Math.min(8, options.pollers - i) }, submitSlow))));
-  }
   const viaApi = (modelId: string) => async (id: string) => {
     const res = await fetch(`${apiUrl}/${modelId}/requests/${id}/status`, { headers: auth });
     const body = (await res.json()) as { status?: string };
     return res.ok && body.status ? body.status : `HTTP ${res.status}`;
   };
   const raw = async (id: string) => (await client.workflow.getHandle(id).describe()).status.name;
+  // The share of answers the API's view cache gave from memory (fal_queue_status_reads_total), per phase.
+  const statusReads = async () => {
+    const text = await (await fetch(`${apiUrl}/metrics`)).text();
+    const count = (source: string) =>
+      Number(new RegExp(`^fal_queue_status_reads_total\\{source="${source}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    return { cache: count('cache'), temporal: count('temporal') };
+  };
+  const withCacheShare = async (measure: () => Promise<StatusResult>) => {
+    const before = await statusReads();
+    const measured = await measure();
+    const after = await statusReads();
+    const cache = after.cache - before.cache;
+    const total = cache + after.temporal - before.temporal;
+    return { ...measured, answeredFromCache: total > 0 ? round(cache / total) : undefined };
+  };
+  // Finished requests first, before the slow ones exist: their load (running activities, background reads of the
+  // API's cache) would otherwise weigh on this phase too.
+  const finished = await withCacheShare(() =>
+    measureStatus('status (finished)', viaApi(MODEL_ID), finishedIds, options, progress),
+  );
+  const finishedRawDescribe = await measureStatus('raw describe (finished)', raw, finishedIds, options, progress);
+  const slowIds: string[] = [];
+  for (let i = 0; i < options.pollers; i += 8) {
+    slowIds.push(...(await Promise.all(Array.from({ length: Math.min(8, options.pollers - i) }, submitSlow))));
+  }
   const result = {
-    inFlight: await measureStatus('status (in flight)', viaApi(SLOW_MODEL_ID), slowIds, options, progress),
+    inFlight: await withCacheShare(() =>
+      measureStatus('status (in flight)', viaApi(SLOW_MODEL_ID), slowIds, options, progress),
+    ),
     inFlightRawDescribe: await measureStatus('raw describe (in flight)', raw, slowIds, options, progress),
-    finished: await measureStatus('status (finished)', viaApi(MODEL_ID), finishedIds, options, progress),
-    finishedRawDescribe: await measureStatus('raw describe (finished)', raw, finishedIds, options, progress),
+    finished,
+    finishedRawDescribe,
   };
   await Promise.all(
     slowIds.map((id) =>
@@ -1067,11 +1090,12 @@ function report(r: Record<string, unknown>): string {
       ),
     );
     if (status) {
-      const row = (name: string, st: StatusResult) => [
+      const row = (name: string, st: StatusResult & { answeredFromCache?: number }) => [
         name,
         st.rps,
         st.latencyMs?.p50,
         st.latencyMs?.p99,
+        st.answeredFromCache === undefined ? '-' : `${Math.round(st.answeredFromCache * 100)} %`,
         Object.entries(st.byState)
           .map(([state, sum]) => `${state} ${sum.count}x p50 ${sum.p50}`)
           .join(', '),
@@ -1079,7 +1103,7 @@ function report(r: Record<string, unknown>): string {
       lines.push('', `Status under ${status.inFlight.pollers} concurrent pollers (ms)`, '');
       lines.push(
         table(
-          ['what', 'req/s', 'p50', 'p99', 'by state'],
+          ['what', 'req/s', 'p50', 'p99', 'from cache', 'by state'],
           [
             row('our status endpoint, requests in flight', status.inFlight),
             row('raw describe(), same requests', status.inFlightRawDescribe),

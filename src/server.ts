@@ -71,6 +71,7 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
             idleMs: Math.max(10_000, 10 * config.statusCacheRefreshMs),
             finished: { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 },
             onError: (err, requestId) => logger.warn({ err, request_id: requestId }, 'background status read failed'),
+            onAnswer: (source) => metrics.statusReads.inc({ source }),
           }
         : undefined,
   });

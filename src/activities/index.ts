@@ -7,11 +7,12 @@ export type ActivityDeps = RunInferenceDeps & { webhook: DeliverWebhookDeps; adm
 
 /** All activities, bound to their dependencies. Workflows proxy `ReturnType<typeof createActivities>`. */
 export function createActivities(deps: ActivityDeps) {
+  const admission = createAdmissionActivities(deps.admission);
   return {
-    runInference: createRunInference(deps),
+    runInference: createRunInference({ releaseSlot: admission.releaseSlot, ...deps }),
     deliverWebhook: createDeliverWebhook(deps.webhook),
     sweepExpiredFiles: createSweepExpiredFiles(deps.fileStore),
-    ...createAdmissionActivities(deps.admission),
+    ...admission,
   };
 }
 

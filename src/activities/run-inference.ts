@@ -10,6 +10,12 @@ export interface RunInferenceInput {
   input: unknown;
   /** Lifetime of the files this run stores; undefined = the file store's default. */
   fileExpiresInSeconds?: number;
+  /**
+   * The model's admission queue (models with a concurrency limit): a run that ends well gives the request's slot
+   * back there itself, the moment the model has answered, so the next request can start while this one's result is
+   * being recorded. A run that fails leaves it to the workflow (which may retry it).
+   */
+  admissionQueueWorkflowId?: string;
 }
 
 export interface InferenceResult {
@@ -17,6 +23,8 @@ export interface InferenceResult {
   logs: LogEntry[];
   /** The runner's own time, in seconds (fal's `metrics.inference_time`). */
   inferenceTime: number;
+  /** The run gave the slot back to {@link RunInferenceInput.admissionQueueWorkflowId}; absent = the workflow must. */
+  slotReleased?: boolean;
 }
 
 /** What every failed run carries in `ApplicationFailure.details[0]`, so the outcome keeps the logs. */
@@ -34,6 +42,8 @@ export interface RunInferenceDeps {
   runners: ReadonlyMap<string, ModelRunner>;
   fileStore: LocalFileStore;
   fetchInput: (url: string, signal: AbortSignal) => Promise<FetchedInput>;
+  /** Gives a slot back to an admission queue (batched per process); see `createAdmissionActivities`. */
+  releaseSlot?: (input: { queueWorkflowId: string; requestId: string }) => Promise<void>;
 }
 
 // Bounds what a chatty runner can put into every heartbeat (and the final history event).
@@ -47,6 +57,7 @@ export function createRunInference(deps: RunInferenceDeps) {
     modelId,
     input,
     fileExpiresInSeconds,
+    admissionQueueWorkflowId,
   }: RunInferenceInput): Promise<InferenceResult> {
     const ctx = Context.current();
     const runner = deps.runners.get(modelId);
@@ -75,7 +86,17 @@ export function createRunInference(deps: RunInferenceDeps) {
     const started = performance.now();
     try {
       const output = await runner.run(input, modelCtx);
-      return { output, logs, inferenceTime: (performance.now() - started) / 1000 };
+      const inferenceTime = (performance.now() - started) / 1000;
+      let slotReleased: true | undefined;
+      if (admissionQueueWorkflowId && deps.releaseSlot) {
+        // Not awaited: the result is not held up by the queue. Should this signal be lost (the process dies now),
+        // the queue finds the slot's workflow closed at its next check of slot holders and frees it then.
+        deps
+          .releaseSlot({ queueWorkflowId: admissionQueueWorkflowId, requestId })
+          .catch((err: unknown) => ctx.log.warn('could not give the slot back; the queue will reclaim it', { err }));
+        slotReleased = true;
+      }
+      return { output, logs, inferenceTime, slotReleased };
     } catch (err) {
       if (ctx.cancellationSignal.aborted) throw err;
       throw toFailure(err, logs);

@@ -4,7 +4,7 @@ import {
   admissionQueue,
   admissionWorkflowId,
   enqueueUpdate,
-  queuePlaceQuery,
+  queuePlacesQuery,
   releaseSignal,
   type EnqueueBatch,
   type EnqueueEntry,
@@ -44,6 +44,11 @@ const MAX_BATCH = 200;
 const MAX_ATTEMPTS = 5;
 const RETRY_DELAY_MS = 50;
 
+interface PlaceBatcher {
+  pending: { requestId: string; resolve: (place: QueuePlace) => void; reject: (err: unknown) => void }[];
+  inFlight: boolean;
+}
+
 interface Pending {
   entry: EnqueueEntry;
   resolve: (result: EnqueueResult) => void;
@@ -56,6 +61,7 @@ interface Pending {
  */
 export class AdmissionClient {
   private readonly batchers = new Map<string, { pending: Pending[]; inFlight: number }>();
+  private readonly placeBatchers = new Map<string, PlaceBatcher>();
   /** Models whose queue workflow this process has seen running: plain updates suffice for them. */
   private readonly running = new Set<string>();
 
@@ -92,14 +98,40 @@ export class AdmissionClient {
     await this.client.workflow.getHandle(this.workflowId(modelId)).signal(releaseSignal, [requestId]);
   }
 
-  /** Where the request stands in its model's queue; one query, answered by the control worker. */
+  /**
+   * Where the request stands in its model's queue. Asks that arrive while a query of the same queue is in flight go
+   * together in the next one, so many pollers of one model cost a few queries (answered by the control worker).
+   */
   async place(modelId: string, requestId: string): Promise<QueuePlace> {
-    try {
-      return await this.client.workflow.getHandle(this.workflowId(modelId)).query(queuePlaceQuery, requestId);
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return { state: 'unknown' };
-      throw err;
-    }
+    const batcher = this.placeBatchers.get(modelId) ?? { pending: [], inFlight: false };
+    this.placeBatchers.set(modelId, batcher);
+    return new Promise<QueuePlace>((resolve, reject) => {
+      batcher.pending.push({ requestId, resolve, reject });
+      this.flushPlaces(modelId, batcher);
+    });
+  }
+
+  private flushPlaces(modelId: string, batcher: PlaceBatcher): void {
+    if (batcher.inFlight || batcher.pending.length === 0) return;
+    const batch = batcher.pending.splice(0, MAX_BATCH);
+    batcher.inFlight = true;
+    const ids = [...new Set(batch.map((p) => p.requestId))];
+    this.client.workflow
+      .getHandle(this.workflowId(modelId))
+      .query(queuePlacesQuery, ids)
+      .catch((err: unknown) => {
+        if (err instanceof WorkflowNotFoundError) return ids.map((): QueuePlace => ({ state: 'unknown' }));
+        throw err;
+      })
+      .then(
+        (places) => batch.forEach((p) => p.resolve(places[ids.indexOf(p.requestId)] ?? { state: 'unknown' })),
+        (err: unknown) => batch.forEach((p) => p.reject(err)),
+      )
+      .finally(() => {
+        batcher.inFlight = false;
+        if (batcher.pending.length > 0) this.flushPlaces(modelId, batcher);
+        else this.placeBatchers.delete(modelId);
+      });
   }
 
   private flush(model: AdmissionModel, batcher: { pending: Pending[]; inFlight: number }): void {

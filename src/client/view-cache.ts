@@ -18,6 +18,8 @@ export interface ViewCacheOptions {
   /** Finished requests kept, and the bytes (of JSON) their views may take together. */
   finished: { maxEntries: number; maxBytes: number };
   onError?: (err: unknown, requestId: string) => void;
+  /** Called for every answer: from memory, or after a read from Temporal made (or joined) for it. */
+  onAnswer?: (source: 'cache' | 'temporal') => void;
 }
 
 interface Hot {
@@ -34,9 +36,10 @@ interface Hot {
 
 /**
  * Status reads without a Temporal round trip per poll. A finished request never changes, so its view is kept (LRU).
- * A request in flight that clients poll is read once per `refreshMs` in the background, however many polls arrive,
- * and a long poll on its workflow's close re-reads it the moment it ends; polls are answered from the latest read.
- * A view is at most about `refreshMs` behind Temporal while the request runs, and never behind once it has ended.
+ * A request in flight that clients poll is read in the background at most once per `refreshMs` (and only if it was
+ * polled since the last read), however many polls arrive, and a long poll on its workflow's close re-reads it the
+ * moment it ends; polls are answered from the latest read unless it is over `2 × refreshMs` old. A view is that much
+ * behind Temporal at most while the request runs, and never once it has ended.
  */
 export class ViewCache {
   private readonly hot = new Map<string, Hot>();
@@ -51,24 +54,34 @@ export class ViewCache {
   ) {}
 
   async get(requestId: string, owner: string): Promise<RequestView | undefined> {
+    const cached = this.cached(requestId, owner);
+    this.options.onAnswer?.(cached ? 'cache' : 'temporal');
+    return cached ? cached.view : this.fetch(requestId, owner);
+  }
+
+  /** What memory can answer with at once: a finished request's view, or a fresh enough one of a request in flight. */
+  private cached(requestId: string, owner: string): { view: RequestView | undefined } | undefined {
     const done = this.finished.get(requestId);
     if (done) {
       // Most recently used last, so eviction takes the oldest.
       this.finished.delete(requestId);
       this.finished.set(requestId, done);
-      return done.owner === owner ? done.view : undefined;
+      return { view: done.owner === owner ? done.view : undefined };
     }
     const hot = this.hot.get(requestId);
+    if (!hot || hot.owner !== owner) return undefined;
+    hot.askedAt = Date.now();
+    // A background read that is late (Temporal slow) is waited for rather than serving an older view.
+    return hot.view && hot.askedAt - hot.readAt <= 2 * this.options.refreshMs ? { view: hot.view } : undefined;
+  }
+
+  private async fetch(requestId: string, owner: string): Promise<RequestView | undefined> {
+    const hot = this.hot.get(requestId);
+    // Another owner's poll of a request in flight: answered, never cached (it finds nothing).
     if (hot && hot.owner !== owner) return (await this.read(requestId, owner)).view;
-    const now = Date.now();
-    if (hot) {
-      hot.askedAt = now;
-      // A background read that is late (Temporal slow) is waited for rather than serving an older view.
-      if (hot.view && now - hot.readAt <= 2 * this.options.refreshMs) return hot.view;
-      return this.refresh(hot);
-    }
+    if (hot) return this.refresh(hot);
     if (this.closed) return (await this.read(requestId, owner)).view;
-    const entry: Hot = { requestId, owner, readAt: 0, askedAt: now, dropped: false };
+    const entry: Hot = { requestId, owner, readAt: 0, askedAt: Date.now(), dropped: false };
     this.hot.set(requestId, entry);
     return this.refresh(entry);
   }
@@ -120,7 +133,11 @@ export class ViewCache {
       this.drop(hot);
       return;
     }
-    hot.timer = setTimeout(() => this.backgroundRefresh(hot), this.options.refreshMs);
+    // Read again only for a request polled since the last read: the reads never outnumber the polls.
+    hot.timer = setTimeout(
+      () => (hot.askedAt > hot.readAt ? this.backgroundRefresh(hot) : this.schedule(hot)),
+      this.options.refreshMs,
+    );
     hot.timer.unref();
     if (!hot.closeWatch) {
       const closeWatch = new AbortController();

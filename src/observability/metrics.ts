@@ -37,6 +37,7 @@ export type WebhookAttemptResult = (typeof WebhookAttemptResult)[keyof typeof We
  * | `fal_queue_webhook_delivery_latency_seconds{result}` | control worker (workflow interceptor → sink) |
  * | `fal_queue_webhook_attempts_total{result}`, `fal_queue_webhook_attempt_duration_seconds{result}` | control worker (activity interceptor) |
  * | `fal_queue_inference_duration_seconds{model,result}` | model runner (activity interceptor) |
+ * | `fal_queue_status_reads_total{source}` | API (its status view cache) |
  */
 export interface QueueMetrics {
   registry: Registry;
@@ -46,6 +47,7 @@ export interface QueueMetrics {
   webhookAttempts: Counter<'result'>;
   webhookAttemptDuration: Histogram<'result'>;
   webhookDeliveryLatency: Histogram<'result'>;
+  statusReads: Counter<'source'>;
   /** Adds a source of backlog samples, read at every scrape; returns its removal. */
   addQueueProbe(probe: QueueProbe): () => void;
 }
@@ -127,6 +129,12 @@ export function createMetrics(registry: Registry = new Registry()): QueueMetrics
       help: 'From the end of a request to the end of its webhook delivery (retries included), by final state (delivered, gone, exhausted)',
       labelNames: ['result'],
       buckets: [0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 7200, 21600, 43200, 86400, 172800],
+      registers: [registry],
+    }),
+    statusReads: new Counter({
+      name: 'fal_queue_status_reads_total',
+      help: "Request states the API answered with (status, result, streams), by source: cache (the API's view cache) or temporal (read for this answer)",
+      labelNames: ['source'],
       registers: [registry],
     }),
     addQueueProbe(probe) {

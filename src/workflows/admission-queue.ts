@@ -70,6 +70,8 @@ export const releaseSignal = defineSignal<[string[]]>('release');
 /** Sent by the queue to a request workflow: it holds a slot now and may start. Repeated sends are harmless. */
 export const admittedSignal = defineSignal('admitted');
 export const queuePlaceQuery = defineQuery<QueuePlace, [string]>('place');
+/** The places of several requests at once, in the order asked (one query for all the API's pollers of a model). */
+export const queuePlacesQuery = defineQuery<QueuePlace[], [string[]]>('places');
 export const admissionStatsQuery = defineQuery<AdmissionStats>('stats');
 
 /** A request holding one of the model's slots. */
@@ -264,6 +266,7 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
   });
   setHandler(releaseSignal, (ids) => ids.forEach(release));
   setHandler(queuePlaceQuery, placeOf);
+  setHandler(queuePlacesQuery, (ids) => ids.map(placeOf));
   setHandler(admissionStatsQuery, () => ({
     capacity,
     running: holders.size,

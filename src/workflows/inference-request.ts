@@ -96,7 +96,9 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
       modelId: req.modelId,
       input: req.input,
       fileExpiresInSeconds: req.fileExpiresInSeconds,
+      admissionQueueWorkflowId: req.admission?.queueWorkflowId,
     });
+    slotReleased = result.slotReleased === true;
     return {
       status: 'OK',
       output: result.output,
@@ -105,6 +107,8 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     };
   };
 
+  // Set when the runner gave the slot back itself (see RunInferenceInput.admissionQueueWorkflowId).
+  let slotReleased = false;
   let admitted = req.admission?.admitted ?? true;
   setHandler(admittedSignal, () => void (admitted = true));
 
@@ -126,9 +130,10 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
 
   // The slot (or the place in the queue) goes back at once, alongside the webhook hand-off. Awaited before the
   // workflow ends: Temporal drops signals of a workflow that has closed.
-  const released = req.admission
-    ? CancellationScope.nonCancellable(() => releaseSlot(req.admission!.queueWorkflowId, req.requestId))
-    : undefined;
+  const released =
+    req.admission && !slotReleased
+      ? CancellationScope.nonCancellable(() => releaseSlot(req.admission!.queueWorkflowId, req.requestId))
+      : undefined;
   if (req.webhookUrl) {
     const { scheduleMs, attemptTimeoutMs, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES } = req.webhook;
     // Fitted here, so no history (this one's, or a delivery workflow's input) holds more than the payload limit.

@@ -82,6 +82,18 @@ describe('status view cache', () => {
     expect(source.reads).toBeLessThanOrEqual(8);
   });
 
+  it('reads in the background only for polls: one read, then none while nobody asks', async () => {
+    const source = new Source();
+    cache = cacheOver(source);
+    await cache.get(source.requestId, source.owner);
+    await sleep(4 * REFRESH_MS);
+    expect(source.reads).toBe(1);
+    // The next poll finds a view too old to answer with and reads afresh.
+    source.view = inQueue(source.requestId, 1);
+    expect(await cache.get(source.requestId, source.owner)).toMatchObject({ queuePosition: 1 });
+    expect(source.reads).toBe(2);
+  });
+
   it('shows a change within about one refresh interval', async () => {
     const source = new Source();
     cache = cacheOver(source);
