@@ -34,11 +34,12 @@ export class QueueFullError extends Error {
 }
 
 /**
- * Updates one API process keeps in flight per model queue. Temporal admits 10 in-flight updates per workflow by
- * default (`history.maxInFlightUpdates`) and the client backs off a full second when refused, so submits that arrive
- * meanwhile wait and go together in the next update.
+ * Updates one API process keeps in flight per model queue; submits that arrive meanwhile wait and go together in the
+ * next update. More in flight lets the queue take several in one workflow task (at 64 concurrent clients, 6 in
+ * flight cut the submit p50 by a quarter against 2); Temporal admits 10 per workflow by default
+ * (`history.maxInFlightUpdates`, the client backs off a full second when refused), so two API processes fit.
  */
-const MAX_UPDATES_IN_FLIGHT = 2;
+const MAX_UPDATES_IN_FLIGHT = 5;
 /** Entries per update, which keeps each history event small. */
 const MAX_BATCH = 200;
 const MAX_ATTEMPTS = 5;

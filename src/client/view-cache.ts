@@ -38,8 +38,9 @@ interface Hot {
  * Status reads without a Temporal round trip per poll. A finished request never changes, so its view is kept (LRU).
  * A request in flight that clients poll is read in the background at most once per `refreshMs` (and only if it was
  * polled since the last read), however many polls arrive, and a long poll on its workflow's close re-reads it the
- * moment it ends; polls are answered from the latest read unless it is over `2 × refreshMs` old. A view is that much
- * behind Temporal at most while the request runs, and never once it has ended.
+ * moment it ends. Polls are answered from the latest read unless it is over `2 × refreshMs` old (a poll that finds
+ * it over `refreshMs` old starts the next read at once). A view is that much behind Temporal at most while the
+ * request runs, and never once it has ended.
  */
 export class ViewCache {
   private readonly hot = new Map<string, Hot>();
@@ -69,10 +70,13 @@ export class ViewCache {
       return { view: done.owner === owner ? done.view : undefined };
     }
     const hot = this.hot.get(requestId);
-    if (!hot || hot.owner !== owner) return undefined;
+    if (!hot || hot.owner !== owner || !hot.view) return undefined;
     hot.askedAt = Date.now();
-    // A background read that is late (Temporal slow) is waited for rather than serving an older view.
-    return hot.view && hot.askedAt - hot.readAt <= 2 * this.options.refreshMs ? { view: hot.view } : undefined;
+    const age = hot.askedAt - hot.readAt;
+    // A view over `refreshMs` old is still good for this answer, but the next one gets a fresher read.
+    if (age > this.options.refreshMs) this.backgroundRefresh(hot);
+    // One that is far behind (Temporal slow, or a read skipped because nobody polled) is not served: the poll waits.
+    return age <= 2 * this.options.refreshMs ? { view: hot.view } : undefined;
   }
 
   private async fetch(requestId: string, owner: string): Promise<RequestView | undefined> {
