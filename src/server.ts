@@ -114,11 +114,11 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
       stopping ??= (async () => {
         // Ends open status streams and synchronous waits, which would otherwise hold the server open.
         watchers.close();
-        requests.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
         });
+        await requests.close();
         removeQueueProbe();
         await connection.close();
       })();

@@ -17,6 +17,8 @@ interface Watch {
   requestId: string;
   owner: string;
   listeners: Set<WatchListener>;
+  /** Some listener shows the logs. */
+  logs: boolean;
   timer?: NodeJS.Timeout;
   stopped: boolean;
 }
@@ -38,9 +40,10 @@ export class StatusWatchers {
 
   /**
    * Calls `listener` with the request's state after every poll until it is COMPLETED or gone (the
-   * listener hears that last state too). Returns the function that stops listening.
+   * listener hears that last state too); `logs`: the listener shows the logs, so they must be kept current.
+   * Returns the function that stops listening.
    */
-  watch(requestId: string, owner: string, listener: WatchListener): () => void {
+  watch(requestId: string, owner: string, options: { logs?: boolean }, listener: WatchListener): () => void {
     if (this.closed) {
       listener({ type: 'shutdown' });
       return () => undefined;
@@ -48,10 +51,11 @@ export class StatusWatchers {
     const key = `${owner}\n${requestId}`;
     let watch = this.watches.get(key);
     if (!watch) {
-      watch = { requestId, owner, listeners: new Set(), stopped: false };
+      watch = { requestId, owner, listeners: new Set(), logs: false, stopped: false };
       this.watches.set(key, watch);
       this.schedule(key, watch);
     }
+    watch.logs ||= options.logs === true;
     watch.listeners.add(listener);
     const current = watch;
     return () => {
@@ -82,7 +86,7 @@ export class StatusWatchers {
   private async poll(key: string, watch: Watch): Promise<void> {
     let event: WatchEvent | undefined;
     try {
-      const view = await this.requests.get(watch.requestId, watch.owner);
+      const view = await this.requests.get(watch.requestId, watch.owner, { logs: watch.logs });
       event = view ? { type: 'view', view } : { type: 'gone' };
     } catch (err) {
       // Temporal briefly unreachable: keep the watchers and try again at the next tick.

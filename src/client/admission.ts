@@ -40,6 +40,8 @@ export class QueueFullError extends Error {
  * (`history.maxInFlightUpdates`, the client backs off a full second when refused), so two API processes fit.
  */
 const MAX_UPDATES_IN_FLIGHT = 5;
+/** How long a batch of place queries waits for the control worker. */
+const PLACE_QUERY_DEADLINE_MS = 2_000;
 /** Entries per update, which keeps each history event small. */
 const MAX_BATCH = 200;
 const MAX_ATTEMPTS = 5;
@@ -117,9 +119,11 @@ export class AdmissionClient {
     const batch = batcher.pending.splice(0, MAX_BATCH);
     batcher.inFlight = true;
     const ids = [...new Set(batch.map((p) => p.requestId))];
-    this.client.workflow
-      .getHandle(this.workflowId(modelId))
-      .query(queuePlacesQuery, ids)
+    // A worker answers it: with none up, give up soon (the status read says what it knows without the position).
+    this.client
+      .withDeadline(Date.now() + PLACE_QUERY_DEADLINE_MS, () =>
+        this.client.workflow.getHandle(this.workflowId(modelId)).query(queuePlacesQuery, ids),
+      )
       .catch((err: unknown) => {
         if (err instanceof WorkflowNotFoundError) return ids.map((): QueuePlace => ({ state: 'unknown' }));
         throw err;

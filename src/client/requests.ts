@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -23,6 +24,12 @@ import type { QueueMetrics } from '../observability/metrics';
 import { initialRequestSearchAttributes } from '../observability/search-attributes';
 
 const PendingState = temporal.api.enums.v1.PendingActivityState;
+
+/**
+ * How long a status read waits for a query that a worker must answer (a request between two steps). With no worker
+ * up, the read answers from what `describe` told rather than hang.
+ */
+const QUERY_DEADLINE_MS = 2_000;
 
 /** What the workflow memo carries so the API can authorise a request without asking a worker. */
 interface RequestMemo {
@@ -86,6 +93,7 @@ export interface RequestsClientOptions {
 export class RequestsClient {
   private readonly admission: AdmissionClient;
   private readonly views?: ViewCache;
+  private readonly lifetime = new AbortController();
 
   constructor(
     private readonly client: Client,
@@ -93,9 +101,17 @@ export class RequestsClient {
   ) {
     this.admission = new AdmissionClient(client, options.taskQueue);
     if (options.viewCache) {
+      // Aborted on close, so no read of the cache is left in flight (or in a retry) when the connection closes. One
+      // signal for all of them: as many listeners as calls in flight.
+      setMaxListeners(0, this.lifetime.signal);
+      const inLifetime = <T>(call: () => Promise<T>) => client.withAbortSignal(this.lifetime.signal, call);
       this.views = new ViewCache(
-        (requestId, owner) => this.read(requestId, owner),
-        (requestId, signal) => client.withAbortSignal(signal, () => client.workflow.getHandle(requestId).result()),
+        {
+          read: (requestId, owner) => inLifetime(() => this.read(requestId, owner)),
+          reread: (requestId, owner, previous, logs) => inLifetime(() => this.reread(requestId, owner, previous, logs)),
+          waitForClose: (requestId, signal) =>
+            client.withAbortSignal(signal, () => client.workflow.getHandle(requestId).result()),
+        },
         options.viewCache,
       );
     }
@@ -168,13 +184,18 @@ export class RequestsClient {
    * The request's state, or undefined when there is no such request for this owner
    * (another owner's request is reported as missing, never as forbidden).
    */
-  async get(requestId: string, owner: string): Promise<RequestView | undefined> {
-    return this.views ? this.views.get(requestId, owner) : (await this.read(requestId, owner)).view;
+  async get(
+    requestId: string,
+    owner: string,
+    { logs = false }: { logs?: boolean } = {},
+  ): Promise<RequestView | undefined> {
+    return this.views ? this.views.get(requestId, owner, logs) : (await this.read(requestId, owner)).view;
   }
 
-  /** Stops the view cache's background reads (the API is shutting down). */
-  close(): void {
-    this.views?.close();
+  /** Stops the view cache's background reads and waits for those in flight (the API is shutting down). */
+  async close(): Promise<void> {
+    this.lifetime.abort();
+    await this.views?.close();
   }
 
   /** {@link get} straight from Temporal, and whether the workflow has closed (the view can no longer change). */
@@ -193,6 +214,26 @@ export class RequestsClient {
     }
     const closed = description.status.name !== 'RUNNING';
     return { view: await this.viewOf(requestId, memo.modelId, description), closed };
+  }
+
+  /**
+   * A poll's re-read of a request in flight, as cheap as what was known allows: a running request whose logs nobody
+   * shows cannot change unseen (its end comes through the view cache's long poll), and a request still waiting for a
+   * slot needs only its place, which one query answers for all the pollers of its model.
+   */
+  private async reread(
+    requestId: string,
+    owner: string,
+    previous: RequestView,
+    logs: boolean,
+  ): Promise<{ view: RequestView | undefined; closed: boolean }> {
+    if (previous.status === QueueStatus.InProgress && !logs) return { view: previous, closed: false };
+    const model = this.options.registry.get(previous.modelId);
+    if (previous.status === QueueStatus.InQueue && model && concurrencyLimit(model) !== undefined) {
+      const place = await this.admission.place(model.id, requestId).catch(() => undefined);
+      if (place?.state === 'waiting') return { view: { ...previous, queuePosition: place.position }, closed: false };
+    }
+    return this.read(requestId, owner);
   }
 
   private async viewOf(
@@ -232,7 +273,9 @@ export class RequestsClient {
       }
     }
     // Only the workflow knows whether it is about to run or has just finished.
-    const progress: RequestProgress = await handle.query(progressQuery).catch(() => ({ status: QueueStatus.InQueue }));
+    const progress: RequestProgress = await this.client
+      .withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(progressQuery))
+      .catch(() => ({ status: QueueStatus.InQueue }));
     if (progress.status === QueueStatus.Completed && progress.outcome) {
       return { ...base, status: QueueStatus.Completed, outcome: progress.outcome };
     }

@@ -7,8 +7,30 @@ export type ViewRead = (
   owner: string,
 ) => Promise<{ view: RequestView | undefined; closed: boolean }>;
 
+/**
+ * A cheaper read of a request already known to be in flight, from its `previous` view: it may skip what cannot have
+ * changed unseen (a running request ends through the long poll; its logs matter only when `logs` are wanted).
+ */
+export type ViewReread = (
+  requestId: string,
+  owner: string,
+  previous: RequestView,
+  logs: boolean,
+) => Promise<{ view: RequestView | undefined; closed: boolean }>;
+
 /** Resolves (or rejects) once the request's workflow has closed; a long poll, aborted through `signal`. */
 export type WaitForClose = (requestId: string, signal: AbortSignal) => Promise<unknown>;
+
+/** Where the views come from. */
+export interface ViewSource {
+  read: ViewRead;
+  /** Default: {@link read}. A full {@link read} is still made every {@link FULL_READ_EVERY_MS}. */
+  reread?: ViewReread;
+  waitForClose: WaitForClose;
+}
+
+/** Even a request read cheaply is read in full this often, in case a cheap read or the long poll missed something. */
+const FULL_READ_EVERY_MS = 10_000;
 
 export interface ViewCacheOptions {
   /** How often a request that clients are polling is read again in the background. */
@@ -27,7 +49,10 @@ interface Hot {
   owner: string;
   view?: RequestView;
   readAt: number;
+  fullReadAt: number;
   askedAt: number;
+  /** Last time a poll wanted the logs. */
+  logsAskedAt: number;
   reading?: Promise<RequestView | undefined>;
   timer?: NodeJS.Timeout;
   closeWatch?: AbortController;
@@ -44,24 +69,25 @@ interface Hot {
  */
 export class ViewCache {
   private readonly hot = new Map<string, Hot>();
+  private readonly inFlight = new Set<Promise<unknown>>();
   private readonly finished = new Map<string, { owner: string; view: RequestView; bytes: number }>();
   private finishedBytes = 0;
   private closed = false;
 
   constructor(
-    private readonly read: ViewRead,
-    private readonly waitForClose: WaitForClose,
+    private readonly source: ViewSource,
     private readonly options: ViewCacheOptions,
   ) {}
 
-  async get(requestId: string, owner: string): Promise<RequestView | undefined> {
-    const cached = this.cached(requestId, owner);
+  /** The request's view; `logs`: the caller shows its logs (they are kept current only while someone does). */
+  async get(requestId: string, owner: string, logs = false): Promise<RequestView | undefined> {
+    const cached = this.cached(requestId, owner, logs);
     this.options.onAnswer?.(cached ? 'cache' : 'temporal');
-    return cached ? cached.view : this.fetch(requestId, owner);
+    return cached ? cached.view : this.fetch(requestId, owner, logs);
   }
 
   /** What memory can answer with at once: a finished request's view, or a fresh enough one of a request in flight. */
-  private cached(requestId: string, owner: string): { view: RequestView | undefined } | undefined {
+  private cached(requestId: string, owner: string, logs: boolean): { view: RequestView | undefined } | undefined {
     const done = this.finished.get(requestId);
     if (done) {
       // Most recently used last, so eviction takes the oldest.
@@ -72,6 +98,7 @@ export class ViewCache {
     const hot = this.hot.get(requestId);
     if (!hot || hot.owner !== owner || !hot.view) return undefined;
     hot.askedAt = Date.now();
+    if (logs) hot.logsAskedAt = hot.askedAt;
     const age = hot.askedAt - hot.readAt;
     // A view over `refreshMs` old is still good for this answer, but the next one gets a fresher read.
     if (age > this.options.refreshMs) this.backgroundRefresh(hot);
@@ -79,13 +106,25 @@ export class ViewCache {
     return age <= 2 * this.options.refreshMs ? { view: hot.view } : undefined;
   }
 
-  private async fetch(requestId: string, owner: string): Promise<RequestView | undefined> {
+  private async fetch(requestId: string, owner: string, logs: boolean): Promise<RequestView | undefined> {
     const hot = this.hot.get(requestId);
     // Another owner's poll of a request in flight: answered, never cached (it finds nothing).
-    if (hot && hot.owner !== owner) return (await this.read(requestId, owner)).view;
-    if (hot) return this.refresh(hot);
-    if (this.closed) return (await this.read(requestId, owner)).view;
-    const entry: Hot = { requestId, owner, readAt: 0, askedAt: Date.now(), dropped: false };
+    if (hot && hot.owner !== owner) return (await this.source.read(requestId, owner)).view;
+    if (hot) {
+      if (logs) hot.logsAskedAt = Date.now();
+      return this.refresh(hot);
+    }
+    if (this.closed) return (await this.source.read(requestId, owner)).view;
+    const now = Date.now();
+    const entry: Hot = {
+      requestId,
+      owner,
+      readAt: 0,
+      fullReadAt: 0,
+      askedAt: now,
+      logsAskedAt: logs ? now : 0,
+      dropped: false,
+    };
     this.hot.set(requestId, entry);
     return this.refresh(entry);
   }
@@ -101,14 +140,26 @@ export class ViewCache {
     return this.hot.size;
   }
 
-  /** Stops every background read and long poll (the API is shutting down). */
-  close(): void {
+  /**
+   * Stops every background read and long poll (the API is shutting down); resolves once none is left in flight, so
+   * the Temporal connection can be closed under no call (a call retried on a closed connection throws in a timer).
+   */
+  async close(): Promise<void> {
     this.closed = true;
     for (const hot of [...this.hot.values()]) this.drop(hot);
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Keeps track of a call to the source until it settles. */
+  private track<T>(call: Promise<T>): Promise<T> {
+    this.inFlight.add(call);
+    const forget = () => void this.inFlight.delete(call);
+    call.then(forget, forget);
+    return call;
   }
 
   private refresh(hot: Hot): Promise<RequestView | undefined> {
-    hot.reading ??= this.read(hot.requestId, hot.owner).then(
+    hot.reading ??= this.track(this.readFor(hot)).then(
       ({ view, closed }) => {
         hot.reading = undefined;
         hot.view = view;
@@ -130,6 +181,16 @@ export class ViewCache {
     return hot.reading;
   }
 
+  private readFor(hot: Hot): ReturnType<ViewRead> {
+    const now = Date.now();
+    const { reread } = this.source;
+    if (hot.view && reread && now - hot.fullReadAt < FULL_READ_EVERY_MS) {
+      return reread(hot.requestId, hot.owner, hot.view, now - hot.logsAskedAt <= 4 * this.options.refreshMs);
+    }
+    hot.fullReadAt = now;
+    return this.source.read(hot.requestId, hot.owner);
+  }
+
   private schedule(hot: Hot): void {
     if (hot.dropped) return;
     clearTimeout(hot.timer);
@@ -147,7 +208,7 @@ export class ViewCache {
       const closeWatch = new AbortController();
       hot.closeWatch = closeWatch;
       // Whatever the long poll ends with (closed, failed, or Temporal unreachable), a fresh read tells the state.
-      void this.waitForClose(hot.requestId, closeWatch.signal)
+      void this.track(this.source.waitForClose(hot.requestId, closeWatch.signal))
         .catch(() => undefined)
         .then(() => {
           if (closeWatch.signal.aborted || hot.dropped) return;

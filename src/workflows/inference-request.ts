@@ -88,6 +88,8 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     // Without an admission queue, "started" means a runner picked the run up.
     ...(!req.admission && req.startTimeoutSeconds !== undefined && { scheduleToStartTimeout: startDeadlineMs(req) }),
   });
+  // Set when the runner gave the slot back itself (see RunInferenceInput.admissionQueueWorkflowId).
+  let slotReleased = false;
   const infer = async (): Promise<RequestOutcome> => {
     // A request admitted at submit was started as DISPATCHED already (upsertRequestState skips an unchanged value).
     upsertRequestState(FalStateValue.Dispatched);
@@ -107,8 +109,6 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     };
   };
 
-  // Set when the runner gave the slot back itself (see RunInferenceInput.admissionQueueWorkflowId).
-  let slotReleased = false;
   let admitted = req.admission?.admitted ?? true;
   setHandler(admittedSignal, () => void (admitted = true));
 

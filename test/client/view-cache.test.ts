@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestView } from '../../src/client/requests';
-import { ViewCache, type ViewRead } from '../../src/client/view-cache';
+import { ViewCache, type ViewRead, type ViewSource } from '../../src/client/view-cache';
 import { QueueStatus } from '../../src/domain/request';
 
 /**
@@ -53,17 +53,14 @@ class Source {
   }
 }
 
-function cacheOver(source: Source, idleMs = 10_000) {
-  return new ViewCache(source.read, source.waitForClose, {
-    refreshMs: REFRESH_MS,
-    idleMs,
-    finished: { maxEntries: 2, maxBytes: 1_000_000 },
-  });
+/** A cache over `source`; `refreshMs` defaults to {@link REFRESH_MS}, long enough to see no background read when big. */
+function cacheOver(source: ViewSource, { refreshMs = REFRESH_MS, idleMs = 10_000 } = {}) {
+  return new ViewCache(source, { refreshMs, idleMs, finished: { maxEntries: 2, maxBytes: 1_000_000 } });
 }
 
 describe('status view cache', () => {
   let cache: ViewCache | undefined;
-  afterEach(() => cache?.close());
+  afterEach(async () => cache?.close());
 
   it('answers many polls of a request in flight with one read per refresh interval', async () => {
     const source = new Source();
@@ -94,6 +91,29 @@ describe('status view cache', () => {
     expect(source.reads).toBe(2);
   });
 
+  it('re-reads cheaply from the previous view, telling whether the logs are wanted', async () => {
+    const source = new Source();
+    const rereads: boolean[] = [];
+    cache = cacheOver({
+      ...source,
+      reread: async (requestId, owner, previous, logs) => {
+        rereads.push(logs);
+        expect(previous).toBe(source.view);
+        return source.read(requestId, owner);
+      },
+    });
+    await cache.get(source.requestId, source.owner);
+    await sleep(1.5 * REFRESH_MS);
+    await cache.get(source.requestId, source.owner);
+    await sleep(1.5 * REFRESH_MS);
+    expect(rereads[0]).toBe(false);
+    await cache.get(source.requestId, source.owner, true);
+    await sleep(1.5 * REFRESH_MS);
+    expect(rereads.at(-1)).toBe(true);
+    // The first read was a full one; every later one was cheap.
+    expect(source.reads).toBe(1 + rereads.length);
+  });
+
   it('shows a change within about one refresh interval', async () => {
     const source = new Source();
     cache = cacheOver(source);
@@ -105,11 +125,7 @@ describe('status view cache', () => {
 
   it('sees the end at once through the long poll, then keeps the final view without reading again', async () => {
     const source = new Source();
-    cache = new ViewCache(source.read, source.waitForClose, {
-      refreshMs: 60_000,
-      idleMs: 120_000,
-      finished: { maxEntries: 2, maxBytes: 1_000_000 },
-    });
+    cache = cacheOver(source, { refreshMs: 60_000, idleMs: 120_000 });
     await cache.get(source.requestId, source.owner);
     source.finish();
     await sleep(50);
@@ -133,7 +149,7 @@ describe('status view cache', () => {
 
   it('stops reading a request nobody polls any more', async () => {
     const source = new Source();
-    cache = cacheOver(source, 3 * REFRESH_MS);
+    cache = cacheOver(source, { idleMs: 3 * REFRESH_MS });
     await cache.get(source.requestId, source.owner);
     await sleep(6 * REFRESH_MS);
     expect(cache.hotCount).toBe(0);
@@ -144,11 +160,7 @@ describe('status view cache', () => {
 
   it('reads a cancelled request afresh', async () => {
     const source = new Source();
-    cache = new ViewCache(source.read, source.waitForClose, {
-      refreshMs: 60_000,
-      idleMs: 120_000,
-      finished: { maxEntries: 2, maxBytes: 1_000_000 },
-    });
+    cache = cacheOver(source, { refreshMs: 60_000, idleMs: 120_000 });
     await cache.get(source.requestId, source.owner);
     source.view = inQueue(source.requestId, 1);
     cache.invalidate(source.requestId);
@@ -158,11 +170,10 @@ describe('status view cache', () => {
   it('keeps only the most recently used finished requests', async () => {
     const sources = ['a', 'b', 'c'].map((id) => new Source(id));
     const reads = new Map(sources.map((s) => [s.requestId, s]));
-    cache = new ViewCache(
-      (id, owner) => reads.get(id)!.read(id, owner),
-      (id, signal) => reads.get(id)!.waitForClose(id, signal),
-      { refreshMs: REFRESH_MS, idleMs: 10_000, finished: { maxEntries: 2, maxBytes: 1_000_000 } },
-    );
+    cache = cacheOver({
+      read: (id, owner) => reads.get(id)!.read(id, owner),
+      waitForClose: (id, signal) => reads.get(id)!.waitForClose(id, signal),
+    });
     for (const s of sources) {
       s.finish();
       await cache.get(s.requestId, s.owner);

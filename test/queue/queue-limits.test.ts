@@ -103,7 +103,8 @@ describe('queue limits per request', () => {
 
   it('answers 429 when the queue is as long as fal_max_queue_length, and creates nothing', async () => {
     const client = new Client({ connection });
-    const countQuery = `TaskQueue = "${stack.config.temporal.taskQueue}"`;
+    // Request workflows only: the file sweeper's schedule and the admission queue's runs share the task queue.
+    const countQuery = `TaskQueue = "${stack.config.temporal.taskQueue}" AND WorkflowType = "inferenceRequest"`;
     const before = gated.requests.length;
     const running = await accepted(await submit(GATED, { n: 'limit-running' }, {}, '?fal_max_queue_length=0'));
     await statusIs(GATED, running.request_id, 'IN_PROGRESS');

@@ -51,7 +51,7 @@ export function queueRoutes(deps: QueueRouteDeps): Router {
   const statusSchemas = { params: RequestParams, query: StatusQuery };
   router.get('/:owner/:app/requests/:requestId/status', validate(statusSchemas), async (req, res) => {
     const { params, query } = validated(res, statusSchemas);
-    const view = await findRequest(deps.requests, params, res);
+    const view = await findRequest(deps.requests, params, res, {}, { logs: query.logs });
     res.status(view.status === QueueStatus.Completed ? 200 : 202).json(statusBody(view, baseOf(req), query.logs));
   });
 
@@ -113,8 +113,9 @@ export async function findRequest(
   params: RequestParams,
   res: Response,
   notFoundExtra: Record<string, unknown> = {},
+  options: { logs?: boolean } = {},
 ): Promise<RequestView> {
-  const view = await requests.get(params.requestId, ownerOf(res));
+  const view = await requests.get(params.requestId, ownerOf(res), options);
   if (!view || appIdOf(view.modelId) !== `${params.owner}/${params.app}`) {
     throw HttpError.notFound('Request not found', notFoundExtra);
   }

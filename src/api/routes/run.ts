@@ -49,7 +49,7 @@ export function runRoutes(deps: RunRouteDeps): Router {
     if (left) return abandon();
 
     const view = await new Promise<RequestView | undefined>((resolve) => {
-      const unwatch = deps.watchers.watch(requestId, ownerOf(res), (event) => {
+      const unwatch = deps.watchers.watch(requestId, ownerOf(res), {}, (event) => {
         if (event.type === 'view' && event.view.status !== QueueStatus.Completed) return;
         resolve(event.type === 'view' ? event.view : undefined);
       });

@@ -30,7 +30,7 @@ export function streamRoutes(deps: StreamRouteDeps): Router {
   router.get('/:owner/:app/requests/:requestId/status/stream', validate(schemas), async (req, res) => {
     const { params, query } = validated(res, schemas);
     // Unknown requests get the usual JSON 404, before anything is streamed.
-    const view = await findRequest(deps.requests, params, res);
+    const view = await findRequest(deps.requests, params, res, {}, { logs: query.logs });
     const feed = new StatusFeed(baseOf(req), query.logs);
     const stream = openEventStream(res, deps.keepAliveMs, { 'x-fal-request-id': view.requestId });
 
@@ -41,7 +41,7 @@ export function streamRoutes(deps: StreamRouteDeps): Router {
     };
     push(view);
     if (stream.ended) return;
-    const unwatch = deps.watchers.watch(view.requestId, ownerOf(res), (event) => {
+    const unwatch = deps.watchers.watch(view.requestId, ownerOf(res), { logs: query.logs }, (event) => {
       if (event.type === 'view') push(event.view);
       else stream.end();
     });
