@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { ensureTemporalCli } from '../src/temporal/cli';
-import { findFreePort, startDevServer, type DevServer } from '../src/temporal/dev-server';
+import { startDevServer, type DevServer } from '../src/temporal/dev-server';
+import { findFreePort } from '../src/temporal/net';
 import { projectRoot, serviceEnv, spawnApi, spawnWorker, writeWorkflowBundle, type ServiceProcess } from './processes';
 import { WebhookReceiver, type Delivery } from './receiver';
 

@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from '@temporalio/client';
+import { DEFAULT_TEMPORAL_PORT, connectHost, errorMessage, findFreePorts, formatAddress } from './net';
+import { waitForTemporal } from './readiness';
 
 /** Search attribute types accepted by `temporal server start-dev --search-attribute Name=Type`. */
 export const SearchAttributeType = {
@@ -91,7 +92,6 @@ export class DevServerStartError extends Error {
   }
 }
 
-const DEFAULT_PORT = 7233;
 /** See {@link DevServerOptions.sqlitePragmas}. */
 export const DEFAULT_SQLITE_PRAGMAS: Readonly<Record<string, string>> = { journal_mode: 'wal', synchronous: 'normal' };
 const STOP_GRACE_MS = 10_000;
@@ -131,9 +131,9 @@ function lostPortRace(err: unknown, options: DevServerOptions): boolean {
   if (!(err instanceof DevServerStartError)) return false;
   const inUse = err.output.filter((line) => /address already in use/i.test(line));
   const fixed: number[] = [];
-  if (options.port !== 0) fixed.push(options.port ?? DEFAULT_PORT);
+  if (options.port !== 0) fixed.push(options.port ?? DEFAULT_TEMPORAL_PORT);
   if (typeof options.uiPort === 'number' && options.uiPort !== 0) fixed.push(options.uiPort);
-  if (options.uiPort === undefined && options.port !== 0) fixed.push((options.port ?? DEFAULT_PORT) + 1000);
+  if (options.uiPort === undefined && options.port !== 0) fixed.push((options.port ?? DEFAULT_TEMPORAL_PORT) + 1000);
   return inUse.length > 0 && !inUse.some((line) => fixed.some((port) => line.includes(`:${port}:`)));
 }
 
@@ -147,7 +147,7 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   // A UI port derived from a random frontend port could collide with another server's; pick that one too.
   const pickUiPort = options.uiPort === 0 || (pickPort && options.uiPort === undefined);
   const free = await findFreePorts(ip, Number(pickPort) + Number(pickUiPort));
-  const port = pickPort ? free.shift()! : (options.port ?? DEFAULT_PORT);
+  const port = pickPort ? free.shift()! : (options.port ?? DEFAULT_TEMPORAL_PORT);
   const uiPort = options.uiPort === false ? false : pickUiPort ? free.shift()! : (options.uiPort ?? port + 1000);
 
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(port)];
@@ -274,113 +274,6 @@ function killRunning(): void {
   }
 }
 
-/** Options for {@link waitForTemporal}. */
-export interface WaitForTemporalOptions {
-  /** Custom search attributes that must be registered in the namespace before it counts as ready. */
-  searchAttributes?: readonly string[];
-  /** Stops waiting early (the promise rejects). */
-  signal?: AbortSignal;
-}
-
-/**
- * Resolves once the Temporal frontend at `address` answers `DescribeNamespace` for `namespace` (and lists the
- * given search attributes); rejects with the last error after `timeoutMs`.
- *
- * Probes the TCP port before each gRPC attempt because the SDK's calls wait for a connection until their
- * deadline, and grpc-js backs off between reconnects: probing gRPC alone notices a fresh server seconds late.
- */
-export async function waitForTemporal(
-  address: string,
-  namespace: string,
-  timeoutMs: number,
-  options: WaitForTemporalOptions = {},
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const [host, port] = parseAddress(address);
-  const missing = new Set(options.searchAttributes ?? []);
-  let lastError = 'no attempt made';
-  let connection: Connection | undefined;
-  try {
-    while (Date.now() < deadline) {
-      options.signal?.throwIfAborted();
-      if (!(await acceptsTcp(host, port, Math.min(1_000, deadline - Date.now())))) {
-        lastError = `nothing accepts connections at ${address}`;
-        // A channel that saw the port closed would wait out its backoff; the next open port gets a fresh one.
-        await connection?.close();
-        connection = undefined;
-      } else {
-        const current = (connection ??= Connection.lazy({ address }));
-        const callDeadline = Math.min(deadline, Date.now() + 3_000);
-        const call = <T>(fn: () => Promise<T>): Promise<T> =>
-          current.withDeadline(callDeadline, () =>
-            options.signal ? current.withAbortSignal(options.signal, fn) : fn(),
-          );
-        try {
-          await call(() => current.workflowService.describeNamespace({ namespace }));
-          if (missing.size === 0) return;
-          const { customAttributes } = await call(() => current.operatorService.listSearchAttributes({ namespace }));
-          for (const name of Object.keys(customAttributes ?? {})) missing.delete(name);
-          if (missing.size === 0) return;
-          lastError = `search attributes not registered yet: ${[...missing].join(', ')}`;
-        } catch (err) {
-          // The channel is kept: grpc-js does not release a socket whose handshake is still pending, so a new
-          // channel per attempt against a listener that never speaks HTTP/2 would pile sockets up.
-          lastError = errorMessage(err);
-        }
-      }
-      await sleep(Math.max(0, Math.min(100, deadline - Date.now())), undefined, { signal: options.signal });
-    }
-  } finally {
-    await connection?.close();
-  }
-  throw new Error(`Temporal at ${address} (namespace ${namespace}) not ready after ${timeoutMs} ms: ${lastError}`);
-}
-
-function acceptsTcp(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((done) => {
-    const socket = createConnection({ host, port });
-    const finish = (accepted: boolean): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      done(accepted);
-    };
-    const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs));
-    socket.once('connect', () => finish(true));
-    socket.once('error', () => finish(false));
-  });
-}
-
-/** Splits `host:port` or `[v6]:port`; a missing port means Temporal's default, as in the SDK. */
-function parseAddress(address: string): [string, number] {
-  const match = /^\[(.+)\](?::(\d+))?$/.exec(address) ?? /^([^:]+)(?::(\d+))?$/.exec(address);
-  if (!match) throw new Error(`Cannot parse Temporal address ${JSON.stringify(address)}: expected host:port`);
-  return [match[1]!, match[2] ? Number(match[2]) : DEFAULT_PORT];
-}
-
-/** Returns a TCP port that is free on `host` right now (bind to port 0, read it, close). */
-export async function findFreePort(host = '127.0.0.1'): Promise<number> {
-  const [port] = await findFreePorts(host, 1);
-  return port!;
-}
-
-/** Holds all listeners open until every port is read, so one call never returns the same port twice. */
-async function findFreePorts(host: string, count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolveServer, reject) => {
-          const server = createServer();
-          server.once('error', reject);
-          server.listen(0, host, () => resolveServer(server));
-        }),
-    ),
-  );
-  const ports = servers.map((server) => (server.address() as AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((done) => server.close(done))));
-  return ports;
-}
-
 /** First and last lines of long output: a Go panic's message comes first, its goroutine dump after. */
 function summarise(lines: readonly string[]): string {
   if (lines.length <= 2 * SUMMARY_LINES) return lines.join('\n');
@@ -388,20 +281,4 @@ function summarise(lines: readonly string[]): string {
   return [...lines.slice(0, SUMMARY_LINES), `... (${omitted} lines omitted)`, ...lines.slice(-SUMMARY_LINES)].join(
     '\n',
   );
-}
-
-/** A wildcard bind address is not something a client can dial; use loopback instead. */
-function connectHost(ip: string): string {
-  if (ip === '0.0.0.0' || ip === '') return '127.0.0.1';
-  if (ip === '::') return '::1';
-  return ip;
-}
-
-function formatAddress(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-// Duck-typed rather than `instanceof Error`: under jest, errors can come from another realm.
-function errorMessage(err: unknown): string {
-  return typeof err === 'object' && err !== null && 'message' in err ? String(err.message) : String(err);
 }

@@ -12,7 +12,9 @@ import {
   ensureTemporalCli,
   ensureTemporalTestServer,
 } from '../../src/temporal/cli';
-import { findFreePort, startDevServer, waitForTemporal, type DevServer } from '../../src/temporal/dev-server';
+import { startDevServer, type DevServer } from '../../src/temporal/dev-server';
+import { findFreePort } from '../../src/temporal/net';
+import { waitForTemporal } from '../../src/temporal/readiness';
 
 jest.setTimeout(90_000);
 

@@ -1,7 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../../src/observability/search-attributes';
-import { findFreePort, startDevServer, type DevServer } from '../../src/temporal/dev-server';
+import { startDevServer, type DevServer } from '../../src/temporal/dev-server';
+import { findFreePort } from '../../src/temporal/net';
 import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { eventually, startStack, submitJson, type Stack } from '../helpers/stack';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
