@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { bundleWorkflowCode, type BundleOptions } from '@temporalio/worker';
-import { workflowBundleOptions } from '../src/workers';
+import { quietBundlerLogger, workflowBundleOptions } from '../src/workers';
 
 /** The repository root: services are started from here, as `npm start` would. */
 export const projectRoot = resolve(__dirname, '..');
@@ -188,17 +188,8 @@ export async function writeWorkflowBundle(
   fileName: string,
   options: Omit<BundleOptions, 'logger'> = workflowBundleOptions(),
 ): Promise<string> {
-  const { code } = await bundleWorkflowCode({ ...options, logger: quietBundler });
+  const { code } = await bundleWorkflowCode({ ...options, logger: quietBundlerLogger() });
   const path = join(dir, fileName);
   writeFileSync(path, code);
   return path;
 }
-
-const quietBundler = {
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: (message: string) => console.error(message),
-  log: () => undefined,
-};

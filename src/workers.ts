@@ -84,7 +84,8 @@ export async function loadWorkflowBundle(path: string | undefined, logger: Logge
   return bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger(logger) });
 }
 
-function quietBundlerLogger(logger: Logger) {
+/** The bundler's logger that passes on only its warnings and errors (its info lines are a page per bundle). */
+export function quietBundlerLogger(logger: Pick<Logger, 'warn' | 'error'> | Console = console) {
   return {
     trace: () => undefined,
     debug: () => undefined,

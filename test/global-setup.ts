@@ -5,7 +5,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server';
-import { workflowBundleOptions } from '../src/workers';
+import { quietBundlerLogger, workflowBundleOptions } from '../src/workers';
 
 declare global {
   var __TEMPORAL_DEV_SERVER__: DevServer | undefined;
@@ -27,7 +27,7 @@ export default async function globalSetup(): Promise<void> {
       uiPort: false,
       searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
     }),
-    bundleWorkflowCode({ ...workflowBundleOptions(), logger: silentLogger }),
+    bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger() }),
   ]);
   const bundlePath = join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, bundle.code);
@@ -37,12 +37,3 @@ export default async function globalSetup(): Promise<void> {
   process.env.TEST_WORKFLOW_BUNDLE = bundlePath;
   process.env.TEST_TMP_DIR = dir;
 }
-
-const silentLogger = {
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: (message: string) => console.error(message),
-  log: () => undefined,
-};
