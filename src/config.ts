@@ -52,7 +52,7 @@ const Schedule = z.string().transform((raw, ctx) => {
   return delays as number[];
 });
 
-/** Every environment variable the service reads. README's configuration table mirrors this schema. */
+/** Every environment variable the service reads. The configuration table in docs/operations.md mirrors this schema. */
 export const EnvSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: port.default(8080),
