@@ -1,8 +1,14 @@
 /**
- * The package's public surface, for applications that embed the queue: register our workflows and
- * activities in a Temporal worker you already run, mount the API in your own process, or drive
- * requests from code. README "Embedding" shows a worker that does so; `test/embedding` runs it.
+ * `fal-queue-temporal`: the package's main entry, for applications that embed the queue. Register our
+ * workflows and activities in a Temporal worker you already run and drive requests from code. The other
+ * entry points: `fal-queue-temporal/workflows` (what your workflow bundle re-exports),
+ * `fal-queue-temporal/api` (the Express app) and `fal-queue-temporal/testing` (our workflows in your
+ * tests). docs/embedding.md shows a worker that does all this; test/embedding runs it from the packed package.
+ *
+ * Loading this entry loads neither Express nor the optional parts (TensorFlow.js, Swagger UI).
  */
+
+export { VERSION, PACKAGE_NAME } from './version';
 
 // Workflows: what `Worker.create({ workflowsPath })` or `bundleWorkflowCode` needs.
 export { workflowsPath, workflowBundleOptions, createWorkers, loadWorkflowBundle } from './workers';
@@ -21,14 +27,7 @@ export type { ModelDefinition, ModelsFile } from './models/registry';
 export { createModelRunners } from './models/runners';
 export type { ModelRunner, ModelContext } from './models/types';
 
-// The HTTP API and the typed client behind it.
-export { createApp } from './api/app';
-export type { AppDeps } from './api/app';
-export { apiRoutes, apiDocument } from './api/openapi-routes';
-export { buildOpenApiDocument } from './api/openapi';
-export type { RouteDoc, ResponseDoc } from './api/openapi';
-export { startServer } from './server';
-export type { RunningServer } from './server';
+// The typed client the API is built on (the API itself: `fal-queue-temporal/api`).
 export { RequestsClient } from './client/requests';
 export type { RequestView, SubmitRequest, SubmitResult, RequestsClientOptions } from './client/requests';
 export { QueueStatus, RequestErrorType } from './domain/request';
