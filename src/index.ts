@@ -29,6 +29,7 @@ export type { ModelRunner, ModelContext } from './models/types';
 
 // The typed client the API is built on (the API itself: `fal-queue-temporal/api`).
 export { RequestsClient } from './client/requests';
+export { ensureFileSweeper } from './client/file-sweeper';
 export type { RequestView, SubmitRequest, SubmitResult, RequestsClientOptions } from './client/requests';
 export { QueueStatus, RequestErrorType } from './domain/request';
 export type { RequestOutcome, LogEntry, WebhookBody } from './domain/request';
@@ -36,7 +37,8 @@ export type { RequestOutcome, LogEntry, WebhookBody } from './domain/request';
 // Configuration and connection.
 export { loadConfig, EnvSchema, ConfigError } from './config';
 export type { Config } from './config';
-export { temporalConnectionOptions } from './temporal/connection';
+export { temporalConnectionOptions, connectToTemporal, TemporalConnectError } from './temporal/connection';
+export { createLogger } from './logger';
 
 // Observability.
 export { createMetrics, processMetrics } from './observability/metrics';

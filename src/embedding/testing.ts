@@ -12,7 +12,7 @@ import {
   Worker,
   bundleWorkflowCode,
   type NativeConnection,
-  type WorkflowBundleWithSourceMap,
+  type WorkflowBundleOption,
 } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { RequestsClient } from '../client/requests';
@@ -50,7 +50,7 @@ export interface TestQueueOptions {
    * A bundle made once for the whole test run, so each test skips bundling: `bundleWorkflowCode` with
    * your `workflowsPath` and our `workflowInterceptorModules`.
    */
-  workflowBundle?: WorkflowBundleWithSourceMap;
+  workflowBundle?: WorkflowBundleOption;
   /** Your activities, registered beside ours on the control queue. */
   activities?: object;
   /**
