@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import pino from 'pino';
+import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { createTestQueue, type TestEnvironment } from '../../src/embedding/testing';
 import type { RequestOutcome } from '../../src/domain/request';
 
@@ -9,6 +11,12 @@ describe('fal-queue-temporal/testing: our workflows in an application test, with
 
   beforeAll(async () => {
     const address = process.env.TEST_TEMPORAL_ADDRESS!;
+    try {
+      // The SDK logs every worker state change otherwise.
+      installTemporalRuntime(pino({ level: 'silent' }), 'ERROR');
+    } catch {
+      // Installed already in this jest worker.
+    }
     env = {
       client: new Client({ connection: await Connection.connect({ address }) }),
       nativeConnection: await NativeConnection.connect({ address }),

@@ -78,7 +78,12 @@ class Model:
     def __init__(self, fn: ModelFunction) -> None:
         self.fn = fn
         self.name = getattr(fn, "__name__", "model")
-        self.activity = activity.defn(name="runInference")(self._run_inference)
+
+        # Temporal's decorator marks a function object, so a bound method will not do.
+        async def run_inference(request: dict[str, Any]) -> dict[str, Any]:
+            return await self._run_inference(request)
+
+        self.activity = activity.defn(name="runInference")(run_inference)
 
     async def _run_inference(self, request: dict[str, Any]) -> dict[str, Any]:
         info = activity.info()
