@@ -8,12 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import pino from 'pino';
-import {
-  Worker,
-  bundleWorkflowCode,
-  type NativeConnection,
-  type WorkflowBundleOption,
-} from '@temporalio/worker';
+import { Worker, bundleWorkflowCode, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { RequestsClient } from '../client/requests';
 import { loadConfig, type Config } from '../config';
