@@ -1,8 +1,14 @@
 /**
- * The package's public surface, for applications that embed the queue: register our workflows and
- * activities in a Temporal worker you already run, mount the API in your own process, or drive
- * requests from code. README "Embedding" shows a worker that does so; `test/embedding` runs it.
+ * `fal-queue-temporal`: the package's main entry, for applications that embed the queue. Register our
+ * workflows and activities in a Temporal worker you already run and drive requests from code. The other
+ * entry points: `fal-queue-temporal/workflows` (what your workflow bundle re-exports),
+ * `fal-queue-temporal/api` (the Express app) and `fal-queue-temporal/testing` (our workflows in your
+ * tests). docs/embedding.md shows a worker that does all this; test/embedding runs it from the packed package.
+ *
+ * Loading this entry loads neither Express nor the optional parts (TensorFlow.js, Swagger UI).
  */
+
+export { VERSION, PACKAGE_NAME } from './version';
 
 // Workflows: what `Worker.create({ workflowsPath })` or `bundleWorkflowCode` needs.
 export { workflowsPath, workflowBundleOptions, createWorkers, loadWorkflowBundle } from './workers';
@@ -21,15 +27,9 @@ export type { ModelDefinition, ModelsFile } from './models/registry';
 export { createModelRunners } from './models/runners';
 export type { ModelRunner, ModelContext } from './models/types';
 
-// The HTTP API and the typed client behind it.
-export { createApp } from './api/app';
-export type { AppDeps } from './api/app';
-export { apiRoutes, apiDocument } from './api/openapi-routes';
-export { buildOpenApiDocument } from './api/openapi';
-export type { RouteDoc, ResponseDoc } from './api/openapi';
-export { startServer } from './server';
-export type { RunningServer } from './server';
+// The typed client the API is built on (the API itself: `fal-queue-temporal/api`).
 export { RequestsClient } from './client/requests';
+export { ensureFileSweeper } from './client/file-sweeper';
 export type { RequestView, SubmitRequest, SubmitResult, RequestsClientOptions } from './client/requests';
 export { QueueStatus, RequestErrorType } from './domain/request';
 export type { RequestOutcome, LogEntry, WebhookBody } from './domain/request';
@@ -37,7 +37,8 @@ export type { RequestOutcome, LogEntry, WebhookBody } from './domain/request';
 // Configuration and connection.
 export { loadConfig, EnvSchema, ConfigError } from './config';
 export type { Config } from './config';
-export { temporalConnectionOptions } from './temporal/connection';
+export { temporalConnectionOptions, connectToTemporal, TemporalConnectError } from './temporal/connection';
+export { createLogger } from './logger';
 
 // Observability.
 export { createMetrics, processMetrics } from './observability/metrics';

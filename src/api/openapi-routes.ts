@@ -16,6 +16,7 @@ import {
   CancelRejected,
   ErrorBody,
   Health,
+  Liveness,
   Jwks,
   ModelOutput,
   NotReady,
@@ -124,7 +125,7 @@ export const apiRoutes: RouteDoc[] = [
     summary: 'Liveness: the process is up',
     tags: ['operations'],
     auth: false,
-    responses: { 200: { description: 'Up', schema: Health } },
+    responses: { 200: { description: 'Up, with the version serving', schema: Liveness } },
   },
   {
     method: 'get',

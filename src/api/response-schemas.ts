@@ -137,4 +137,6 @@ export const StoredFile = z
   .meta({ id: 'File' });
 
 export const Health = z.object({ status: z.literal('ok') });
+/** `/healthz`: up, and which version of fal-queue-temporal serves the API. */
+export const Liveness = Health.extend({ version: z.string() });
 export const NotReady = z.object({ status: z.literal('unavailable'), detail: z.string() });

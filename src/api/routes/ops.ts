@@ -1,6 +1,8 @@
 import { dirname } from 'node:path';
 import express, { Router } from 'express';
 import type { QueueMetrics } from '../../observability/metrics';
+import { OptionalPeers, requirePeers } from '../../optional-peers';
+import { VERSION } from '../../version';
 
 export interface OpsRouteDeps {
   metrics: QueueMetrics;
@@ -10,8 +12,8 @@ export interface OpsRouteDeps {
   openapi: object;
 }
 
-// Swagger UI's prebuilt assets, served from the npm package: the docs page needs no CDN.
-const SWAGGER_UI_DIR = dirname(require.resolve('swagger-ui-dist/package.json'));
+// Swagger UI's prebuilt assets, served from the npm package (an optional peer): the docs page needs no CDN.
+const SWAGGER_UI_DIR = swaggerUiDir();
 const SWAGGER_UI_ASSETS = new Set([
   '/swagger-ui.css',
   '/swagger-ui-bundle.js',
@@ -45,7 +47,7 @@ const DOCS_PAGE = `<!doctype html>
 export function opsRoutes(deps: OpsRouteDeps): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    res.json({ status: 'ok', version: VERSION });
   });
   router.get('/readyz', async (_req, res) => {
     try {
@@ -65,9 +67,24 @@ export function opsRoutes(deps: OpsRouteDeps): Router {
     res.json(deps.openapi);
   });
   router.get('/docs', (_req, res) => {
+    if (typeof SWAGGER_UI_DIR !== 'string') {
+      res.status(501).type('text').send(SWAGGER_UI_DIR.message);
+      return;
+    }
     res.type('html').send(DOCS_PAGE);
   });
+  if (typeof SWAGGER_UI_DIR !== 'string') return router;
   const assets = express.static(SWAGGER_UI_DIR, { index: false, maxAge: '1h' });
   router.use('/docs', (req, res, next) => (SWAGGER_UI_ASSETS.has(req.path) ? assets(req, res, next) : next()));
   return router;
+}
+
+/** Where swagger-ui-dist is installed, or why the docs page cannot be served. */
+function swaggerUiDir(): string | Error {
+  try {
+    requirePeers('the /docs page', OptionalPeers.swaggerUi);
+    return dirname(require.resolve('swagger-ui-dist/package.json'));
+  } catch (err) {
+    return err as Error;
+  }
 }
