@@ -12,6 +12,7 @@ RUN npm ci --no-audit --no-fund
 FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY scripts/bundle-workflows.ts ./scripts/
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # 3. Runtime: compiled code, production dependencies, the models file. No compiler, no sources.
