@@ -9,10 +9,12 @@ import { Receiver, failThenSucceed, type Answer } from '../webhooks/receiver';
 
 /**
  * Records the histories that `replay.test.ts` replays: every workflow type in realistic runs against the real stack.
- * Run only on purpose (`RECORD_HISTORIES=1 npx jest test/workflows/record-histories.test.ts`), on the workflow code
+ * Run only on purpose (`RECORD_HISTORIES=<tag> npx jest test/workflows/record-histories.test.ts`), on the workflow code
  * whose in-flight runs must keep working; a later change of a workflow's commands then needs `patched()`.
  */
-const RECORD = process.env.RECORD_HISTORIES === '1';
+const RECORD = process.env.RECORD_HISTORIES !== undefined && process.env.RECORD_HISTORIES !== '0';
+/** `RECORD_HISTORIES=<tag>` names the files `<scenario>.<tag>.json`, so histories of each code generation stay. */
+const TAG = RECORD && process.env.RECORD_HISTORIES !== '1' ? `.${process.env.RECORD_HISTORIES}` : '';
 const OUT_DIR = join(__dirname, '..', 'fixtures', 'histories');
 
 const ECHO = 'acme/echo';
@@ -85,7 +87,7 @@ const GATED = 'acme/gated';
         ['workflow', 'show', '--address', stack.config.temporal.address!, '-w', workflowId, '-r', runId, '-o', 'json'],
         { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
       );
-      const file = join(OUT_DIR, i === 0 ? `${name}.json` : `${name}.run${i + 1}.json`);
+      const file = join(OUT_DIR, i === 0 ? `${name}${TAG}.json` : `${name}${TAG}.run${i + 1}.json`);
       writeFileSync(file, json);
     }
   }
