@@ -14,6 +14,7 @@ RUN npm ci --no-audit --no-fund
 FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY scripts/bundle-workflows.ts ./scripts/
 RUN npm run build
 
 # 3. Production dependencies: ours, the Temporal SDK (a peer dependency of the package) and the optional

@@ -11,15 +11,16 @@
 export { VERSION, PACKAGE_NAME } from './version';
 
 // Workflows: what `Worker.create({ workflowsPath })` or `bundleWorkflowCode` needs.
-export { workflowsPath, workflowBundleOptions, createWorkers, loadWorkflowBundle } from './workers';
-export type { WorkerSetOptions } from './workers';
-export type { InferenceRequestInput, RequestProgress, DeliveryReport, WebhookDeliveryInput } from './workflows';
+export { workflowsPath, workflowBundleOptions, createWorkers, loadWorkflowBundle } from './worker-set';
+export type { WorkerSetOptions } from './worker-set';
+export type { InferenceRequestInput, RequestProgress } from './workflows/inference-request/messages';
+export type { DeliveryReport, WebhookDeliveryInput } from './workflows/webhook-delivery/messages';
 
 // Activities: build them once per worker process with their dependencies.
 export { createActivities } from './activities';
 export type { Activities, ActivityDeps } from './activities';
-export { createActivityDeps, startWorkers } from './worker';
-export type { RunningWorkers } from './worker';
+export { createActivityDeps, startWorkers } from './worker-set';
+export type { RunningWorkers } from './worker-set';
 
 // Task queues: requests run on the control queue, each model's inference on its own queue.
 export { modelTaskQueue, ModelRegistry, ModelsFileError } from './models/registry';
@@ -31,8 +32,9 @@ export type { ModelRunner, ModelContext } from './models/types';
 export { RequestsClient } from './client/requests';
 export { ensureFileSweeper } from './client/file-sweeper';
 export type { RequestView, SubmitRequest, SubmitResult, RequestsClientOptions } from './client/requests';
-export { QueueStatus, RequestErrorType } from './domain/request';
-export type { RequestOutcome, LogEntry, WebhookBody } from './domain/request';
+export { QueueStatus } from './workflows/shared/request';
+export { RequestErrorType } from './workflows/shared/errors';
+export type { RequestOutcome, LogEntry, WebhookBody } from './workflows/shared/request';
 
 // Configuration and connection.
 export { loadConfig, EnvSchema, ConfigError } from './config';
@@ -45,12 +47,5 @@ export { createMetrics, processMetrics } from './observability/metrics';
 export type { QueueMetrics } from './observability/metrics';
 export { workerObservability, workflowInterceptorModules } from './observability/worker-observability';
 export type { WorkerObservability } from './observability/worker-observability';
-export {
-  FalErrorType,
-  FalModelId,
-  FalOwner,
-  FalState,
-  FalStateValue,
-  REQUEST_SEARCH_ATTRIBUTES,
-  searchAttributeCreateCommands,
-} from './observability/search-attributes';
+export { FalErrorType, FalModelId, FalOwner, FalState, FalStateValue } from './workflows/shared/search-attributes';
+export { REQUEST_SEARCH_ATTRIBUTES, searchAttributeCreateCommands } from './observability/search-attributes';

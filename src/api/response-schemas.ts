@@ -4,8 +4,9 @@
  * schemathesis run in CI checks live answers against these, so the two cannot drift apart unnoticed.
  */
 import { z } from 'zod';
-import { LogLevel, QueueStatus, RequestErrorType } from '../domain/request';
-import { DeliveryState } from '../workflows/webhook-delivery';
+import { RequestErrorType } from '../workflows/shared/errors';
+import { LogLevel, QueueStatus } from '../workflows/shared/request';
+import { DeliveryState } from '../workflows/webhook-delivery/messages';
 
 const values = <T extends Record<string, string>>(table: T) => Object.values(table) as [T[keyof T], ...T[keyof T][]];
 

@@ -1,4 +1,4 @@
-import { QueueStatus } from '../domain/request';
+import { QueueStatus } from '../workflows/shared/request';
 import type { RequestView } from '../client/requests';
 
 /** The three URLs fal returns with every status, built from the app's base URL. */

@@ -16,8 +16,7 @@ import { ModelRegistry, modelTaskQueue } from '../models/registry';
 import type { ModelContext } from '../models/types';
 import { createMetrics } from '../observability/metrics';
 import { workerObservability, workflowInterceptorModules } from '../observability/worker-observability';
-import { createActivityDeps } from '../worker';
-import { quietBundlerLogger, workflowsPath as ourWorkflowsPath } from '../workers';
+import { createActivityDeps, quietBundlerLogger, workflowsPath as ourWorkflowsPath } from '../worker-set';
 
 /** What a test environment provides; `TestWorkflowEnvironment` has these fields. */
 export interface TestEnvironment {

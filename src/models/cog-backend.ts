@@ -5,7 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import type { ValidationDetail } from '../domain/request';
+import type { ValidationDetail } from '../workflows/shared/request';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
 import type { StoredFile } from '../storage/file-store';
 import { decodeDataUri, outputFileName, saveOutputFile } from './output-files';

@@ -1,7 +1,7 @@
 import { Agent, fetch, type Response } from 'undici';
 import { z } from 'zod';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
-import type { ValidationDetail } from '../domain/request';
+import type { ValidationDetail } from '../workflows/shared/request';
 import type { HttpBackend } from './registry';
 import type { ModelContext, ModelRunner } from './types';
 

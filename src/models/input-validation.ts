@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { InputValidationError } from '../errors';
-import type { ValidationDetail } from '../domain/request';
+import type { ValidationDetail } from '../workflows/shared/request';
 
 /** zod's type names as pydantic v1 spells them in `type_error.*`, with its message. */
 const PYDANTIC_TYPES: Record<string, [string, string]> = {

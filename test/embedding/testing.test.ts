@@ -4,7 +4,7 @@ import { NativeConnection } from '@temporalio/worker';
 import pino from 'pino';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { createTestQueue, type TestEnvironment } from '../../src/embedding/testing';
-import type { RequestOutcome } from '../../src/domain/request';
+import type { RequestOutcome } from '../../src/workflows/shared/request';
 
 describe('fal-queue-temporal/testing: our workflows in an application test, with models as functions', () => {
   let env: TestEnvironment;

@@ -1,7 +1,7 @@
 import { Router, type Request, type Response } from 'express';
-import { QueueFullError } from '../../client/admission';
+import { QueueFullError } from '../../client/admission-client';
 import type { RequestsClient, RequestView, SubmitResult } from '../../client/requests';
-import { QueueStatus } from '../../domain/request';
+import { QueueStatus } from '../../workflows/shared/request';
 import type { ModelRegistry } from '../../models/registry';
 import { ownerOf } from '../auth';
 import { HttpError } from '../http-error';

@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import type { RequestsClient, RequestView } from '../../client/requests';
-import { QueueStatus } from '../../domain/request';
+import { QueueStatus } from '../../workflows/shared/request';
 import type { ModelRegistry } from '../../models/registry';
 import { ownerOf } from '../auth';
 import { HttpError } from '../http-error';

@@ -1,6 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import type { RequestsClient, RequestView } from '../../client/requests';
-import { QueueStatus, type LogEntry } from '../../domain/request';
+import { QueueStatus, type LogEntry } from '../../workflows/shared/request';
 import { ownerOf } from '../auth';
 import { RequestParams, StatusQuery } from '../schemas';
 import { statusBody } from '../status-body';

@@ -3,7 +3,7 @@ import type { RequestsClient } from '../../client/requests';
 import { webhookMessageId } from '../../webhooks/signing';
 import type { WebhookDeliveries } from '../../webhooks/deliveries';
 import type { WebhookKeys } from '../../webhooks/keys';
-import type { DeliveryReport } from '../../workflows/webhook-delivery';
+import type { DeliveryReport } from '../../workflows/webhook-delivery/messages';
 import { ownerOf } from '../auth';
 import { HttpError } from '../http-error';
 import { RequestParams } from '../schemas';

@@ -2,6 +2,7 @@
  * The shapes a request takes on its way through the queue. This module is loaded by the workflow
  * bundle too, so it must stay free of Node imports.
  */
+import type { RequestErrorType } from './errors';
 
 /** fal's queue states, as the status endpoint reports them. */
 export const QueueStatus = {
@@ -35,16 +36,6 @@ export interface ValidationDetail {
   msg: string;
   type: string;
 }
-
-/** Short machine codes reported as `error_type`. */
-export const RequestErrorType = {
-  Validation: 'validation_error',
-  RunnerError: 'runner_error',
-  NotConfigured: 'backend_not_configured',
-  Cancelled: 'cancelled',
-  Timeout: 'request_timeout',
-} as const;
-export type RequestErrorType = (typeof RequestErrorType)[keyof typeof RequestErrorType];
 
 /** Which timeout ended a request, as fal's `X-Fal-Request-Timeout-Type` result header names it. */
 export const RequestTimeoutType = {

@@ -1,16 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import {
-  admissionQueue,
+  ADMISSION_QUEUE_WORKFLOW_TYPE,
   admissionWorkflowId,
   enqueueUpdate,
   queuePlacesQuery,
   releaseSignal,
+  type AdmissionQueueInput,
   type EnqueueBatch,
   type EnqueueEntry,
   type EnqueueResult,
   type QueuePlace,
-} from '../workflows';
+} from '../workflows/admission-queue/messages';
+import { KeyedBatcher } from './batcher';
 
 /** A model as its admission queue needs it. */
 export interface AdmissionModel {
@@ -47,24 +49,32 @@ const MAX_BATCH = 200;
 const MAX_ATTEMPTS = 5;
 const RETRY_DELAY_MS = 50;
 
-interface PlaceBatcher {
-  pending: { requestId: string; resolve: (place: QueuePlace) => void; reject: (err: unknown) => void }[];
-  inFlight: boolean;
-}
-
-interface Pending {
+/** One submit's entry, with the model as that submit read it from the registry (the latest read wins). */
+interface Enqueued {
+  model: AdmissionModel;
   entry: EnqueueEntry;
-  resolve: (result: EnqueueResult) => void;
-  reject: (err: unknown) => void;
 }
 
 /**
- * The API's side of the admission queues ({@link admissionQueue}, one workflow per model with a concurrency limit):
+ * The API's side of the admission queues (the `admissionQueue` workflow, one per model with a concurrency limit):
  * enqueue (batched per model), give a place back, and read a request's place.
  */
 export class AdmissionClient {
-  private readonly batchers = new Map<string, { pending: Pending[]; inFlight: number }>();
-  private readonly placeBatchers = new Map<string, PlaceBatcher>();
+  private readonly enqueues = new KeyedBatcher<Enqueued, EnqueueResult>({
+    maxInFlight: MAX_UPDATES_IN_FLIGHT,
+    maxBatch: MAX_BATCH,
+    send: (_modelId, batch) =>
+      this.send(
+        batch[batch.length - 1]!.model,
+        batch.map((e) => e.entry),
+      ),
+  });
+  /** One place query in flight per model: asks arriving meanwhile go together in the next one. */
+  private readonly places = new KeyedBatcher<string, QueuePlace>({
+    maxInFlight: 1,
+    maxBatch: MAX_BATCH,
+    send: (modelId, requestIds) => this.queryPlaces(modelId, requestIds),
+  });
   /** Models whose queue workflow this process has seen running: plain updates suffice for them. */
   private readonly running = new Set<string>();
 
@@ -86,12 +96,7 @@ export class AdmissionClient {
     model: AdmissionModel,
     entry: EnqueueEntry,
   ): Promise<{ admitted: true } | { admitted: false; position: number }> {
-    const batcher = this.batchers.get(model.id) ?? { pending: [], inFlight: 0 };
-    this.batchers.set(model.id, batcher);
-    const result = await new Promise<EnqueueResult>((resolve, reject) => {
-      batcher.pending.push({ entry, resolve, reject });
-      this.flush(model, batcher);
-    });
+    const result = await this.enqueues.add(model.id, { model, entry });
     if ('refused' in result) throw new QueueFullError(model.id, result.waiting, result.limit);
     return result;
   }
@@ -106,53 +111,22 @@ export class AdmissionClient {
    * together in the next one, so many pollers of one model cost a few queries (answered by the control worker).
    */
   async place(modelId: string, requestId: string): Promise<QueuePlace> {
-    const batcher = this.placeBatchers.get(modelId) ?? { pending: [], inFlight: false };
-    this.placeBatchers.set(modelId, batcher);
-    return new Promise<QueuePlace>((resolve, reject) => {
-      batcher.pending.push({ requestId, resolve, reject });
-      this.flushPlaces(modelId, batcher);
-    });
+    return this.places.add(modelId, requestId);
   }
 
-  private flushPlaces(modelId: string, batcher: PlaceBatcher): void {
-    if (batcher.inFlight || batcher.pending.length === 0) return;
-    const batch = batcher.pending.splice(0, MAX_BATCH);
-    batcher.inFlight = true;
-    const ids = [...new Set(batch.map((p) => p.requestId))];
+  /** The places of these requests, in order; a queue that does not run knows none of them. */
+  private async queryPlaces(modelId: string, requestIds: string[]): Promise<QueuePlace[]> {
+    const ids = [...new Set(requestIds)];
     // A worker answers it: with none up, give up soon (the status read says what it knows without the position).
-    this.client
+    const places = await this.client
       .withDeadline(Date.now() + PLACE_QUERY_DEADLINE_MS, () =>
         this.client.workflow.getHandle(this.workflowId(modelId)).query(queuePlacesQuery, ids),
       )
       .catch((err: unknown) => {
         if (err instanceof WorkflowNotFoundError) return ids.map((): QueuePlace => ({ state: 'unknown' }));
         throw err;
-      })
-      .then(
-        (places) => batch.forEach((p) => p.resolve(places[ids.indexOf(p.requestId)] ?? { state: 'unknown' })),
-        (err: unknown) => batch.forEach((p) => p.reject(err)),
-      )
-      .finally(() => {
-        batcher.inFlight = false;
-        if (batcher.pending.length > 0) this.flushPlaces(modelId, batcher);
-        else this.placeBatchers.delete(modelId);
       });
-  }
-
-  private flush(model: AdmissionModel, batcher: { pending: Pending[]; inFlight: number }): void {
-    while (batcher.inFlight < MAX_UPDATES_IN_FLIGHT && batcher.pending.length > 0) {
-      const batch = batcher.pending.splice(0, MAX_BATCH);
-      batcher.inFlight++;
-      this.send(model, batch)
-        .then(
-          (results) => batch.forEach((p, i) => p.resolve(results[i]!)),
-          (err: unknown) => batch.forEach((p) => p.reject(err)),
-        )
-        .finally(() => {
-          batcher.inFlight--;
-          this.flush(model, batcher);
-        });
-    }
+    return requestIds.map((id) => places[ids.indexOf(id)] ?? { state: 'unknown' });
   }
 
   /**
@@ -160,10 +134,9 @@ export class AdmissionClient {
    * with a retryable error and the client lands on the next run), update-with-start when it does not run yet. A batch
    * sent twice places nobody twice: the queue answers a request id it knows with its current place.
    */
-  private async send(model: AdmissionModel, batch: Pending[]): Promise<EnqueueResult[]> {
-    const args: [EnqueueBatch] = [
-      { capacity: model.capacity, queueLimit: model.queueLimit, entries: batch.map((p) => p.entry) },
-    ];
+  private async send(model: AdmissionModel, entries: EnqueueEntry[]): Promise<EnqueueResult[]> {
+    const args: [EnqueueBatch] = [{ capacity: model.capacity, queueLimit: model.queueLimit, entries }];
+    const input: AdmissionQueueInput = { modelId: model.id, capacity: model.capacity };
     const workflowId = this.workflowId(model.id);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -171,17 +144,14 @@ export class AdmissionClient {
           ? await this.client.workflow.getHandle(workflowId).executeUpdate(enqueueUpdate, { args })
           : await this.client.workflow.executeUpdateWithStart(enqueueUpdate, {
               args,
-              startWorkflowOperation: new WithStartWorkflowOperation(admissionQueue, {
+              startWorkflowOperation: new WithStartWorkflowOperation(ADMISSION_QUEUE_WORKFLOW_TYPE, {
                 workflowId,
                 taskQueue: this.taskQueue,
-                args: [{ modelId: model.id, capacity: model.capacity }],
+                args: [input],
                 workflowIdConflictPolicy: 'USE_EXISTING',
               }),
             });
         this.running.add(model.id);
-        if (results.length !== batch.length) {
-          throw new Error(`admission queue answered ${results.length} of ${batch.length} entries`);
-        }
         return results;
       } catch (err) {
         const notRunning = err instanceof WorkflowNotFoundError;

@@ -4,7 +4,7 @@
  */
 async function main(url: string | undefined): Promise<number> {
   if (!url) {
-    console.error('usage: node dist/scripts/probe.js <url>');
+    console.error('usage: node dist/probe.js <url>');
     return 2;
   }
   try {

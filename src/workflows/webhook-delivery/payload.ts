@@ -1,7 +1,7 @@
 /**
  * Fitting a webhook body to what we are willing to send. Loaded by the workflow bundle: no Node imports.
  */
-import type { WebhookBody } from '../domain/request';
+import type { WebhookBody } from '../shared/request';
 
 /** @default 1 MiB: the largest `payload` (as JSON) a webhook carries. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;

@@ -1,5 +1,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { admittedSignal, releaseSignal } from '../workflows/admission-queue';
+import { KeyedBatcher } from '../client/batcher';
+import { releaseSignal } from '../workflows/admission-queue/messages';
+import { admittedSignal } from '../workflows/inference-request/messages';
 
 export interface AdmissionActivityDeps {
   /** The worker process's client (on its worker connection). */
@@ -35,42 +37,19 @@ const RELEASES_IN_FLIGHT_PER_QUEUE = 4;
  * workflow code, which add events and a workflow task to both sides.
  */
 export function createAdmissionActivities(deps: AdmissionActivityDeps) {
-  const releases = new Map<string, { pending: { id: string; done: (err?: unknown) => void }[]; inFlight: number }>();
-
-  const flush = (queueWorkflowId: string) => {
-    const queue = releases.get(queueWorkflowId);
-    if (!queue) return;
-    while (queue.inFlight < RELEASES_IN_FLIGHT_PER_QUEUE && queue.pending.length > 0) {
-      const batch = queue.pending.splice(0);
-      queue.inFlight++;
-      deps.client.workflow
-        .getHandle(queueWorkflowId)
-        .signal(
-          releaseSignal,
-          batch.map((p) => p.id),
-        )
-        .then(
-          () => batch.forEach((p) => p.done()),
-          (err: unknown) => batch.forEach((p) => p.done(err)),
-        )
-        .finally(() => {
-          queue.inFlight--;
-          if (queue.pending.length > 0) flush(queueWorkflowId);
-          else if (queue.inFlight === 0) releases.delete(queueWorkflowId);
-        });
-    }
-  };
+  const releases = new KeyedBatcher<string, void>({
+    maxInFlight: RELEASES_IN_FLIGHT_PER_QUEUE,
+    async send(queueWorkflowId, requestIds) {
+      await deps.client.workflow.getHandle(queueWorkflowId).signal(releaseSignal, requestIds);
+      return requestIds.map(() => undefined);
+    },
+  });
 
   return {
     /** Gives a request's place or slot back to its model's queue; a queue that no longer runs has nothing to give. */
     async releaseSlot({ queueWorkflowId, requestId }: ReleaseSlotInput): Promise<void> {
-      const queue = releases.get(queueWorkflowId) ?? { pending: [], inFlight: 0 };
-      releases.set(queueWorkflowId, queue);
       try {
-        await new Promise<void>((resolve, reject) => {
-          queue.pending.push({ id: requestId, done: (err) => (err === undefined ? resolve() : reject(err)) });
-          flush(queueWorkflowId);
-        });
+        await releases.add(queueWorkflowId, requestId);
       } catch (err) {
         if (!(err instanceof WorkflowNotFoundError)) throw err;
       }
