@@ -24,7 +24,7 @@ export type { ModelRunner, ModelContext } from './models/types';
 // The HTTP API and the typed client behind it.
 export { createApp } from './api/app';
 export type { AppDeps } from './api/app';
-export { apiRoutes, apiDocument } from './api/openapi-routes';
+export { apiRoutes, apiDocument } from './api/api-routes';
 export { buildOpenApiDocument } from './api/openapi';
 export type { RouteDoc, ResponseDoc } from './api/openapi';
 export { startServer } from './server';

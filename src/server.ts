@@ -93,6 +93,8 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     logger,
     maxBodyBytes: config.http.maxBodyBytes,
     publicBaseUrl: config.http.publicBaseUrl,
+    trustProxy: config.http.trustProxy,
+    redeliveryLimits: config.http.redelivery,
     watchers,
     streamKeepAliveMs: config.statusStream.keepAliveMs,
     maxUploadBytes: config.inputs.maxBytes,

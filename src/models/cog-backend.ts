@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
 import type { ValidationDetail } from '../domain/request';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
 import { storeFileOutputs } from './cog-outputs';
@@ -17,11 +16,8 @@ import {
 } from './cog-protocol';
 import { LogForwarder, type CogWebhookReceiver, type WebhookSubscription } from './cog-webhooks';
 import type { CogBackend } from './registry';
+import { PydanticDetail } from './input-validation';
 import type { ModelContext, ModelRunner } from './types';
-
-const PydanticDetail = z.array(
-  z.object({ loc: z.array(z.union([z.string(), z.number()])), msg: z.string(), type: z.string() }),
-);
 
 // Cog answers 409 while every prediction slot is busy and 503 while setup() runs; both are waited out.
 const BUSY_RETRY_MS = 1000;
