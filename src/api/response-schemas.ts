@@ -121,7 +121,7 @@ export const WebhookDeliveryLog = z
   .meta({ id: 'WebhookDeliveryLog' });
 
 export const RedeliveryAccepted = z.object({ status: z.literal('REDELIVERY_REQUESTED'), webhook_id: z.string() });
-export const WebhookSecret = z.object({ owner: z.string(), secret: z.string() });
+export const WebhookSecret = z.object({ owner: z.string(), secret: z.string(), next_secret: z.string().optional() });
 export const Jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).meta({ id: 'Jwks' });
 
 export const UploadInitiated = z.object({ upload_url: z.url(), file_url: z.url() });

@@ -96,12 +96,15 @@ export const webhookRoutes = [
     method: 'get',
     route: '/webhooks/secret',
     summary: "The caller's Standard Webhooks secret (verifies `webhook-signature`)",
+    description:
+      'While a secret rotation is staged, `next_secret` is the secret that takes over when it is activated; deliveries meanwhile carry a signature by each.',
     tags: ['webhooks'],
     auth: true,
     responses: { 200: { description: 'The secret', schema: WebhookSecret }, ...commonErrors(401) },
-    handle({ deps, res }) {
+    async handle({ deps, res }) {
       const owner = ownerOf(res);
-      res.json({ owner, secret: deps.webhookKeys.ownerSecret(owner) });
+      const { secret, next } = await deps.webhookKeys.ownerSecrets(owner);
+      res.json({ owner, secret, ...(next && { next_secret: next }) });
     },
   }),
 ];
