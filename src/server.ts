@@ -22,7 +22,7 @@ export interface RunningServer {
   /** Where it listens, e.g. `http://127.0.0.1:8080`. */
   url: string;
   server: Server;
-  /** The Express app it serves (tests walk its routes). */
+  /** The Express app it serves. */
   app: Express;
   /** The polls behind open status streams and synchronous runs (one per watched request). */
   statusWatchers: StatusWatchers;

@@ -1,5 +1,6 @@
 /**
- * The shapes the API answers with, as zod schemas for the OpenAPI document (`src/api/openapi-routes.ts`).
+ * The shapes the API answers with, as zod schemas for the OpenAPI document (the route table,
+ * `src/api/api-routes.ts`).
  * Routes build their bodies with plain code (`status-body.ts`, `result-body.ts`, the routes); the
  * schemathesis run in CI checks live answers against these, so the two cannot drift apart unnoticed.
  */
