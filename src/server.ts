@@ -22,7 +22,7 @@ export interface RunningServer {
   /** Where it listens, e.g. `http://127.0.0.1:8080`. */
   url: string;
   server: Server;
-  /** The Express app it serves (tests walk its routes). */
+  /** The Express app it serves. */
   app: Express;
   /** The polls behind open status streams and synchronous runs (one per watched request). */
   statusWatchers: StatusWatchers;
@@ -107,6 +107,8 @@ export async function createQueueApi({ connection, config, registry, logger }: Q
     logger,
     maxBodyBytes: config.http.maxBodyBytes,
     publicBaseUrl: config.http.publicBaseUrl,
+    trustProxy: config.http.trustProxy,
+    redeliveryLimits: config.http.redelivery,
     watchers,
     streamKeepAliveMs: config.statusStream.keepAliveMs,
     maxUploadBytes: config.inputs.maxBytes,

@@ -155,7 +155,7 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
     workflowBundle: await loadWorkflowBundle(config.worker.workflowBundlePath, logger),
     tuning: config.worker,
     observability: workerObservability(processMetrics(), logger),
-    activityDeps: createActivityDeps(config, registry, client),
+    activityDeps: createActivityDeps(config, registry, client, logger),
   });
   if (config.worker.control) {
     // The control worker owns the files' sweeper; creating it is idempotent, so every start may do it.
@@ -194,10 +194,19 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
  * the file store, the input fetcher and the webhook sender. Workers of an embedding application pass
  * the result to `createActivities`; `client` reads large webhook bodies from delivery inputs.
  */
-export function createActivityDeps(config: Config, registry: ModelRegistry, client: Client): ActivityDeps {
+export function createActivityDeps(
+  config: Config,
+  registry: ModelRegistry,
+  client: Client,
+  logger?: Logger,
+): ActivityDeps {
   const runners = createModelRunners(registry, { cogWebhook: config.cogWebhook });
   // Webhooks and model inputs reach only public addresses, unless EGRESS_ALLOW opens more.
-  const egress = new EgressPolicy(config.egress.allow);
+  // Tenants are told "not a public address"; which address it was goes to the operator's log only.
+  const egress = new EgressPolicy(config.egress.allow, {
+    onRefused: (r) =>
+      logger?.warn({ host: r.host, address: r.address, address_class: r.addressClass }, 'egress refused'),
+  });
   const egressFetch = createEgressFetch(egress);
   const fetchInput = createInputFetcher({
     maxBytes: config.inputs.maxBytes,

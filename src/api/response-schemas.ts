@@ -1,5 +1,6 @@
 /**
- * The shapes the API answers with, as zod schemas for the OpenAPI document (`src/api/openapi-routes.ts`).
+ * The shapes the API answers with, as zod schemas for the OpenAPI document (the route table,
+ * `src/api/api-routes.ts`).
  * Routes build their bodies with plain code (`status-body.ts`, `result-body.ts`, the routes); the
  * schemathesis run in CI checks live answers against these, so the two cannot drift apart unnoticed.
  */
@@ -122,7 +123,7 @@ export const WebhookDeliveryLog = z
   .meta({ id: 'WebhookDeliveryLog' });
 
 export const RedeliveryAccepted = z.object({ status: z.literal('REDELIVERY_REQUESTED'), webhook_id: z.string() });
-export const WebhookSecret = z.object({ owner: z.string(), secret: z.string() });
+export const WebhookSecret = z.object({ owner: z.string(), secret: z.string(), next_secret: z.string().optional() });
 export const Jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).meta({ id: 'Jwks' });
 
 export const UploadInitiated = z.object({ upload_url: z.url(), file_url: z.url() });

@@ -7,7 +7,7 @@ export { createQueueApi, startServer } from '../server';
 export type { QueueApi, QueueApiOptions, RunningServer } from '../server';
 export { createApp } from '../api/app';
 export type { AppDeps } from '../api/app';
-export { apiRoutes, apiDocument } from '../api/openapi-routes';
+export { apiRoutes, apiDocument } from '../api/api-routes';
 export { buildOpenApiDocument } from '../api/openapi';
 export type { RouteDoc, ResponseDoc } from '../api/openapi';
 export { VERSION } from '../version';

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
 import { parse } from 'yaml';
-import { apiRoutes } from '../../src/api/openapi-routes';
+import { apiRoutes } from '../../src/api/api-routes';
 import { EnvSchema, loadConfig } from '../../src/config';
 import { REQUEST_SEARCH_ATTRIBUTES } from '../../src/observability/search-attributes';
 import { eventually } from '../helpers/stack';
