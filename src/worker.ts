@@ -7,7 +7,7 @@ import { loadConfig, defaultPublicBaseUrl, type Config } from './config';
 import { createLogger } from './logger';
 import { createInputFetcher } from './models/input-files';
 import { ModelRegistry } from './models/registry';
-import { createModelRunners } from './models/runners';
+import { createModelRunners, type RunnerOptions } from './models/runners';
 import { LocalFileStore } from './storage/file-store';
 import { connectToTemporal } from './temporal/connection';
 import { installTemporalRuntime } from './temporal/runtime';
@@ -32,8 +32,17 @@ export interface RunningWorkers {
   metricsUrl?: string;
 }
 
-/** Connects to Temporal and runs the control worker and/or model runners this process is configured for. */
-export async function startWorkers(config: Config, registry: ModelRegistry, logger: Logger): Promise<RunningWorkers> {
+/**
+ * Connects to Temporal and runs the control worker and/or model runners this process is configured for.
+ * @param runnerOptions code-only options of the model runners (tests pass built-in hooks); configuration wins
+ *   for the Cog webhook receiver.
+ */
+export async function startWorkers(
+  config: Config,
+  registry: ModelRegistry,
+  logger: Logger,
+  runnerOptions: RunnerOptions = {},
+): Promise<RunningWorkers> {
   const connection = await connectToTemporal(config.temporal, (options) => NativeConnection.connect(options));
   const client = new Client({ connection, namespace: config.temporal.namespace });
   const workers = await createWorkers({
@@ -44,7 +53,7 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
     workflowBundle: await loadWorkflowBundle(config.worker.workflowBundlePath, logger),
     tuning: config.worker,
     observability: workerObservability(processMetrics(), logger),
-    activityDeps: createActivityDeps(config, registry, client),
+    activityDeps: createActivityDeps(config, registry, client, runnerOptions),
   });
   if (config.worker.control) {
     // The control worker owns the files' sweeper; creating it is idempotent, so every start may do it.
@@ -83,8 +92,13 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
  * the file store, the input fetcher and the webhook sender. Workers of an embedding application pass
  * the result to `createActivities`; `client` reads large webhook bodies from delivery inputs.
  */
-export function createActivityDeps(config: Config, registry: ModelRegistry, client: Client): ActivityDeps {
-  const runners = createModelRunners(registry, { cogWebhook: config.cogWebhook });
+export function createActivityDeps(
+  config: Config,
+  registry: ModelRegistry,
+  client: Client,
+  runnerOptions: RunnerOptions = {},
+): ActivityDeps {
+  const runners = createModelRunners(registry, { ...runnerOptions, cogWebhook: config.cogWebhook });
   // Webhooks and model inputs reach only public addresses, unless EGRESS_ALLOW opens more.
   const egress = new EgressPolicy(config.egress.allow);
   const egressFetch = createEgressFetch(egress);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { BackendNotConfiguredError } from '../errors';
 import { ModelsFileError, type ModelDefinition, type ModelRegistry } from './registry';
-import { builtinModels } from './builtin';
+import { builtinModels, type BuiltinHooks } from './builtin';
 import { CogWebhookReceiver, createCogBackend, type CogWebhookOptions } from './cog-backend';
 import { createHttpBackend } from './http-backend';
 import { parseInput } from './input-validation';
@@ -11,6 +11,8 @@ import type { ModelRunner } from './types';
 export interface RunnerOptions {
   /** Where `cog` backends receive Cog's log webhooks. @default listen on 127.0.0.1, any free port */
   cogWebhook?: CogWebhookOptions;
+  /** Code-only hooks of built-in models (tests hold a run at a known point); none in production. */
+  builtinHooks?: BuiltinHooks;
 }
 
 /**
@@ -24,12 +26,20 @@ export function createModelRunners(registry: ModelRegistry, options: RunnerOptio
     registry
       .list()
       .filter((def) => def.backend.kind !== 'temporal')
-      .map((def) => [def.id, createModelRunner(def, cogWebhooks)]),
+      .map((def) => [def.id, createModelRunner(def, cogWebhooks, options.builtinHooks)]),
   );
 }
 
-export function createModelRunner(def: ModelDefinition, cogWebhooks?: CogWebhookReceiver): ModelRunner {
-  const runner = backendRunner(def, cogWebhooks ?? new CogWebhookReceiver({ host: '127.0.0.1', port: 0 }));
+export function createModelRunner(
+  def: ModelDefinition,
+  cogWebhooks?: CogWebhookReceiver,
+  builtinHooks: BuiltinHooks = {},
+): ModelRunner {
+  const runner = backendRunner(
+    def,
+    cogWebhooks ?? new CogWebhookReceiver({ host: '127.0.0.1', port: 0 }),
+    builtinHooks,
+  );
   if (!def.inputSchema) return runner;
   const schema = inputSchemaOf(def);
   return {
@@ -37,7 +47,7 @@ export function createModelRunner(def: ModelDefinition, cogWebhooks?: CogWebhook
   };
 }
 
-function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver): ModelRunner {
+function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver, builtinHooks: BuiltinHooks): ModelRunner {
   const backend = def.backend;
   switch (backend.kind) {
     case 'http':
@@ -60,7 +70,7 @@ function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver): M
         );
       }
       try {
-        return factory(backend.options);
+        return factory(backend.options, builtinHooks);
       } catch (err) {
         throw new ModelsFileError(`model "${def.id}", field "backend.options": ${(err as Error).message}`);
       }
