@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import type { TileProgress } from '../../src/models/builtin/esrgan';
@@ -43,7 +43,10 @@ describe('a built-in model (backend kind "builtin": ESRGAN in the worker process
     const res = await fx.stack.api(`/${APP}/requests/${id}/status?logs=1`);
     return (await res.json()) as { status: string; logs: { message: string }[] };
   };
-  const storedFiles = () => readdirSync(join(fx.stack.config.dataDir, 'files')).length;
+  const storedFiles = () => {
+    const dir = join(fx.stack.config.dataDir, 'files');
+    return existsSync(dir) ? readdirSync(dir).length : 0;
+  };
   const isTileLog = (l: { message: string }) => /^tile \d+\/\d+/.test(l.message);
 
   it('upscales an image: progress in the logs while it runs, the PNG stored with its size, and the webhook', async () => {
