@@ -9,7 +9,7 @@ import { createEgressFetch } from './egress/agent';
 import { EgressPolicy } from './egress/policy';
 import { createInputFetcher } from './models/input-files';
 import { modelTaskQueue, runnerConcurrency, type ModelRegistry } from './models/registry';
-import { createModelRunners } from './models/runners';
+import { createModelRunners, type RunnerOptions } from './models/runners';
 import { processMetrics } from './observability/metrics';
 import { startMetricsServer, type MetricsServer } from './observability/metrics-server';
 import {
@@ -144,7 +144,12 @@ export interface RunningWorkers {
 }
 
 /** Connects to Temporal and runs the control worker and/or model runners this process is configured for. */
-export async function startWorkers(config: Config, registry: ModelRegistry, logger: Logger): Promise<RunningWorkers> {
+export async function startWorkers(
+  config: Config,
+  registry: ModelRegistry,
+  logger: Logger,
+  runnerOptions: RunnerOptions = {},
+): Promise<RunningWorkers> {
   const connection = await connectToTemporal(config.temporal, (options) => NativeConnection.connect(options));
   const client = new Client({ connection, namespace: config.temporal.namespace });
   const workers = await createWorkers({
@@ -155,7 +160,7 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
     workflowBundle: await loadWorkflowBundle(config.worker.workflowBundlePath, logger),
     tuning: config.worker,
     observability: workerObservability(processMetrics(), logger),
-    activityDeps: createActivityDeps(config, registry, client, logger),
+    activityDeps: createActivityDeps(config, registry, client, { logger, runnerOptions }),
   });
   if (config.worker.control) {
     // The control worker owns the files' sweeper; creating it is idempotent, so every start may do it.
@@ -198,9 +203,15 @@ export function createActivityDeps(
   config: Config,
   registry: ModelRegistry,
   client: Client,
-  logger?: Logger,
+  options: {
+    /** Where egress refusals are logged, with the address tenants are not told. */
+    logger?: Logger;
+    /** Code-only options of the model runners (tests pass built-in hooks); configuration wins for Cog's webhooks. */
+    runnerOptions?: RunnerOptions;
+  } = {},
 ): ActivityDeps {
-  const runners = createModelRunners(registry, { cogWebhook: config.cogWebhook });
+  const { logger, runnerOptions = {} } = options;
+  const runners = createModelRunners(registry, { ...runnerOptions, cogWebhook: config.cogWebhook });
   // Webhooks and model inputs reach only public addresses, unless EGRESS_ALLOW opens more.
   // Tenants are told "not a public address"; which address it was goes to the operator's log only.
   const egress = new EgressPolicy(config.egress.allow, {

@@ -29,6 +29,23 @@ export interface ViewSource {
   waitForClose: WaitForClose;
 }
 
+/** Time as the cache reads it and waits on it; tests pass a clock they move by hand. */
+export interface Clock {
+  now(): number;
+  /** Calls `fn` once, `ms` from now, without keeping the process alive; the returned function cancels the call. */
+  setTimer(fn: () => void, ms: number): () => void;
+}
+
+/** The process's own clock and timers. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimer(fn, ms) {
+    const timer = setTimeout(fn, ms);
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
+};
+
 /** Even a request read cheaply is read in full this often, in case a cheap read or the long poll missed something. */
 const FULL_READ_EVERY_MS = 10_000;
 
@@ -42,6 +59,8 @@ export interface ViewCacheOptions {
   onError?: (err: unknown, requestId: string) => void;
   /** Called for every answer: from memory, or after a read from Temporal made (or joined) for it. */
   onAnswer?: (source: 'cache' | 'temporal') => void;
+  /** @default {@link systemClock} */
+  clock?: Clock;
 }
 
 interface Hot {
@@ -54,7 +73,7 @@ interface Hot {
   /** Last time a poll wanted the logs. */
   logsAskedAt: number;
   reading?: Promise<RequestView | undefined>;
-  timer?: NodeJS.Timeout;
+  cancelTimer?: () => void;
   closeWatch?: AbortController;
   dropped: boolean;
 }
@@ -73,11 +92,14 @@ export class ViewCache {
   private readonly finished = new Map<string, { owner: string; view: RequestView; bytes: number }>();
   private finishedBytes = 0;
   private closed = false;
+  private readonly clock: Clock;
 
   constructor(
     private readonly source: ViewSource,
     private readonly options: ViewCacheOptions,
-  ) {}
+  ) {
+    this.clock = options.clock ?? systemClock;
+  }
 
   /** The request's view; `logs`: the caller shows its logs (they are kept current only while someone does). */
   async get(requestId: string, owner: string, logs = false): Promise<RequestView | undefined> {
@@ -97,7 +119,7 @@ export class ViewCache {
     }
     const hot = this.hot.get(requestId);
     if (!hot || hot.owner !== owner || !hot.view) return undefined;
-    hot.askedAt = Date.now();
+    hot.askedAt = this.clock.now();
     if (logs) hot.logsAskedAt = hot.askedAt;
     const age = hot.askedAt - hot.readAt;
     // A view over `refreshMs` old is still good for this answer, but the next one gets a fresher read.
@@ -111,11 +133,11 @@ export class ViewCache {
     // Another owner's poll of a request in flight: answered, never cached (it finds nothing).
     if (hot && hot.owner !== owner) return (await this.source.read(requestId, owner)).view;
     if (hot) {
-      if (logs) hot.logsAskedAt = Date.now();
+      if (logs) hot.logsAskedAt = this.clock.now();
       return this.refresh(hot);
     }
     if (this.closed) return (await this.source.read(requestId, owner)).view;
-    const now = Date.now();
+    const now = this.clock.now();
     const entry: Hot = {
       requestId,
       owner,
@@ -163,7 +185,7 @@ export class ViewCache {
       ({ view, closed }) => {
         hot.reading = undefined;
         hot.view = view;
-        hot.readAt = Date.now();
+        hot.readAt = this.clock.now();
         if (!view || (closed && view.status === QueueStatus.Completed)) {
           this.drop(hot);
           if (view) this.keepFinished(hot.requestId, hot.owner, view);
@@ -182,7 +204,7 @@ export class ViewCache {
   }
 
   private readFor(hot: Hot): ReturnType<ViewRead> {
-    const now = Date.now();
+    const now = this.clock.now();
     const { reread } = this.source;
     if (hot.view && reread && now - hot.fullReadAt < FULL_READ_EVERY_MS) {
       return reread(hot.requestId, hot.owner, hot.view, now - hot.logsAskedAt <= 4 * this.options.refreshMs);
@@ -193,17 +215,16 @@ export class ViewCache {
 
   private schedule(hot: Hot): void {
     if (hot.dropped) return;
-    clearTimeout(hot.timer);
-    if (Date.now() - hot.askedAt > this.options.idleMs) {
+    hot.cancelTimer?.();
+    if (this.clock.now() - hot.askedAt > this.options.idleMs) {
       this.drop(hot);
       return;
     }
     // Read again only for a request polled since the last read: the reads never outnumber the polls.
-    hot.timer = setTimeout(
+    hot.cancelTimer = this.clock.setTimer(
       () => (hot.askedAt > hot.readAt ? this.backgroundRefresh(hot) : this.schedule(hot)),
       this.options.refreshMs,
     );
-    hot.timer.unref();
     if (!hot.closeWatch) {
       const closeWatch = new AbortController();
       hot.closeWatch = closeWatch;
@@ -225,7 +246,7 @@ export class ViewCache {
 
   private drop(hot: Hot): void {
     hot.dropped = true;
-    clearTimeout(hot.timer);
+    hot.cancelTimer?.();
     hot.closeWatch?.abort();
     if (this.hot.get(hot.requestId) === hot) this.hot.delete(hot.requestId);
   }

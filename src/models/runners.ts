@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { BackendNotConfiguredError } from '../errors';
 import { ModelsFileError, type ModelDefinition, type ModelRegistry } from './registry';
 import { MissingPeerError, requirePeers } from '../optional-peers';
-import { builtinModels, builtinPeers } from './builtin';
+import { builtinModels, builtinPeers, type BuiltinHooks } from './builtin';
 import { createCogBackend } from './cog-backend';
 import { CogWebhookReceiver, type CogWebhookOptions } from './cog-webhooks';
 import { createHttpBackend } from './http-backend';
@@ -13,6 +13,8 @@ import type { ModelRunner } from './types';
 export interface RunnerOptions {
   /** Where `cog` backends receive Cog's log webhooks. @default listen on 127.0.0.1, any free port */
   cogWebhook?: CogWebhookOptions;
+  /** Code-only hooks of built-in models (tests hold a run at a known point); none in production. */
+  builtinHooks?: BuiltinHooks;
 }
 
 /**
@@ -26,12 +28,20 @@ export function createModelRunners(registry: ModelRegistry, options: RunnerOptio
     registry
       .list()
       .filter((def) => def.backend.kind !== 'temporal')
-      .map((def) => [def.id, createModelRunner(def, cogWebhooks)]),
+      .map((def) => [def.id, createModelRunner(def, cogWebhooks, options.builtinHooks)]),
   );
 }
 
-export function createModelRunner(def: ModelDefinition, cogWebhooks?: CogWebhookReceiver): ModelRunner {
-  const runner = backendRunner(def, cogWebhooks ?? new CogWebhookReceiver({ host: '127.0.0.1', port: 0 }));
+export function createModelRunner(
+  def: ModelDefinition,
+  cogWebhooks?: CogWebhookReceiver,
+  builtinHooks: BuiltinHooks = {},
+): ModelRunner {
+  const runner = backendRunner(
+    def,
+    cogWebhooks ?? new CogWebhookReceiver({ host: '127.0.0.1', port: 0 }),
+    builtinHooks,
+  );
   if (!def.inputSchema) return runner;
   const schema = inputSchemaOf(def);
   return {
@@ -39,7 +49,7 @@ export function createModelRunner(def: ModelDefinition, cogWebhooks?: CogWebhook
   };
 }
 
-function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver): ModelRunner {
+function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver, builtinHooks: BuiltinHooks): ModelRunner {
   const backend = def.backend;
   switch (backend.kind) {
     case 'http':
@@ -63,7 +73,7 @@ function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver): M
       }
       try {
         requirePeers(`model ${def.id}`, builtinPeers[backend.name] ?? []);
-        return factory(backend.options);
+        return factory(backend.options, builtinHooks);
       } catch (err) {
         // Already says which model and what to install.
         if ((err as Error).name === MissingPeerError.name) throw err;

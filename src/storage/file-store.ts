@@ -47,6 +47,8 @@ export interface FileStoreOptions {
    * @default 3600
    */
   uploadWindowSeconds?: number;
+  /** The clock that expiries are set and checked by (tests move one by hand). @default Date.now */
+  now?: () => number;
 }
 
 /** Why an upload PUT was refused; the API maps `reason` to a status code. */
@@ -91,6 +93,10 @@ export class LocalFileStore {
     private readonly options: FileStoreOptions = {},
   ) {}
 
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
   async save(
     file: { data: Buffer; contentType: string; fileName: string },
     lifecycle: Lifecycle = {},
@@ -100,7 +106,7 @@ export class LocalFileStore {
     const folder = join(this.dir, id);
     await mkdir(folder, { recursive: true });
     await writeFile(join(folder, fileName), file.data);
-    const now = Date.now();
+    const now = this.now();
     await writeMeta(folder, {
       contentType: file.contentType,
       fileName,
@@ -120,7 +126,7 @@ export class LocalFileStore {
     const meta = await this.readMeta(id);
     if (!meta || meta.upload || meta.fileName !== fileName || !SAFE_NAME.test(fileName)) return undefined;
     const expiresAt = meta.expiresAt ? new Date(meta.expiresAt) : undefined;
-    if (expiresAt && expiresAt.getTime() <= Date.now()) return undefined;
+    if (expiresAt && expiresAt.getTime() <= this.now()) return undefined;
     const path = join(this.dir, id, fileName);
     try {
       if (!(await stat(path)).isFile()) return undefined;
@@ -144,7 +150,7 @@ export class LocalFileStore {
     const id = randomUUID();
     const fileName = sanitiseName(file.fileName);
     const token = randomBytes(32).toString('base64url');
-    const now = Date.now();
+    const now = this.now();
     const uploadExpiresAt = new Date(now + (this.options.uploadWindowSeconds ?? DEFAULT_UPLOAD_WINDOW_SECONDS) * 1000);
     const folder = join(this.dir, id);
     await mkdir(folder, { recursive: true });
@@ -180,7 +186,7 @@ export class LocalFileStore {
       // A concurrent PUT with the same token may have won while this one streamed.
       const meta = await this.pendingUpload(id, token);
       await rename(partial, join(folder, meta.fileName));
-      const now = Date.now();
+      const now = this.now();
       await writeMeta(folder, {
         contentType: meta.contentType,
         fileName: meta.fileName,
@@ -202,7 +208,7 @@ export class LocalFileStore {
    * Deletes every file whose expiry has passed (and lapsed upload reservations), bytes and all.
    * Safe to run from several processes at once: a folder already gone is simply skipped.
    */
-  async sweepExpired(now: number = Date.now()): Promise<{ deleted: number; kept: number }> {
+  async sweepExpired(now: number = this.now()): Promise<{ deleted: number; kept: number }> {
     let entries: string[];
     try {
       entries = await readdir(this.dir);
@@ -248,7 +254,7 @@ export class LocalFileStore {
   /** The reservation `token` opens, or the reason it opens nothing (an unknown id and a wrong token look alike). */
   private async pendingUpload(id: string, token: string): Promise<FileMeta> {
     const meta = await this.readMeta(id);
-    const live = meta?.expiresAt === undefined || Date.parse(meta.expiresAt) > Date.now();
+    const live = meta?.expiresAt === undefined || Date.parse(meta.expiresAt) > this.now();
     if (!meta || !live) throw new UploadRejectedError('not_found', 'No such upload, or its URL has expired');
     if (!meta.upload) {
       // Only someone holding the file's own URL learns this much; it says nothing about the token.

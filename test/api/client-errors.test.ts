@@ -1,31 +1,28 @@
-import { Client, Connection } from '@temporalio/client';
+import { randomUUID } from 'node:crypto';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { idempotentRequestId } from '../../src/client/requests';
+import { useStack } from '../helpers/fixtures';
 import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
-import { OTHER_KEY, startStack, submitJson, waitCompleted, type Stack } from '../helpers/stack';
+import { OTHER_KEY, submitJson, waitCompleted } from '../helpers/stack';
 
 const APP = 'acme/echo';
 
 /** Client mistakes get a clear 4xx JSON answer, and none of them leaves anything behind in Temporal. */
 describe('bad input at the HTTP edge', () => {
-  let backend: LoopbackServer;
-  let stack: Stack;
-  let connection: Connection;
-
+  let echo: LoopbackServer;
   beforeAll(async () => {
-    backend = await startLoopbackServer(respondJson(200, { echoed: true }));
-    stack = await startStack({
-      models: { models: [{ id: APP, backend: { kind: 'http', url: backend.url } }] },
-      env: { MAX_BODY_BYTES: '1024' },
-    });
-    connection = await Connection.connect({ address: stack.config.temporal.address! });
+    echo = await startLoopbackServer(respondJson(200, { echoed: true }));
   });
   afterAll(async () => {
-    await stack?.stop();
-    await connection?.close();
-    await backend?.close();
+    await echo?.close();
+  });
+  const fx = useStack({
+    models: () => ({ models: [{ id: APP, backend: { kind: 'http', url: echo.url } }] }),
+    env: { MAX_BODY_BYTES: '1024' },
   });
 
   const post = (path: string, body: string | undefined, headers: Record<string, string> = {}, key?: string | null) =>
-    stack.api(path, { method: 'POST', body, headers, key });
+    fx.stack.api(path, { method: 'POST', body, headers, key });
   const expectError = async (res: Response, status: number, body: unknown) => {
     expect(res.status).toBe(status);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
@@ -68,48 +65,58 @@ describe('bad input at the HTTP edge', () => {
 
   it('answers unknown models, requests and routes with 404', async () => {
     await expectError(await post('/acme/nope', '{}', json), 404, { detail: 'Model acme/nope not found' });
-    await expectError(await stack.api(`/${APP}/requests/00000000-0000-4000-8000-000000000000/status`), 404, {
+    await expectError(await fx.stack.api(`/${APP}/requests/00000000-0000-4000-8000-000000000000/status`), 404, {
       detail: 'Request not found',
     });
-    await expectError(await stack.api(`/${APP}/requests/not-a-request`), 404, { detail: 'Request not found' });
-    await expectError(await stack.api('/nothing/here/at/all/really'), 404, { detail: 'Not found' });
+    await expectError(await fx.stack.api(`/${APP}/requests/not-a-request`), 404, { detail: 'Request not found' });
+    await expectError(await fx.stack.api('/nothing/here/at/all/really'), 404, { detail: 'Not found' });
   });
 
   it('shows a request only to its owner and only under its own app', async () => {
-    const { request_id } = await submitJson(stack, `/${APP}`, { hello: 'world' });
-    await waitCompleted(stack, APP, request_id);
-    const mine = await stack.api(`/${APP}/requests/${request_id}`);
+    const { request_id } = await submitJson(fx.stack, `/${APP}`, { hello: 'world' });
+    await waitCompleted(fx.stack, APP, request_id);
+    const mine = await fx.stack.api(`/${APP}/requests/${request_id}`);
     expect(mine.status).toBe(200);
     expect(await mine.json()).toEqual({ echoed: true });
     for (const path of [`/${APP}/requests/${request_id}`, `/${APP}/requests/${request_id}/status`]) {
-      await expectError(await stack.api(path, { key: OTHER_KEY }), 404, { detail: 'Request not found' });
+      await expectError(await fx.stack.api(path, { key: OTHER_KEY }), 404, { detail: 'Request not found' });
     }
     await expectError(
-      await stack.api(`/${APP}/requests/${request_id}/cancel`, { method: 'PUT', key: OTHER_KEY }),
+      await fx.stack.api(`/${APP}/requests/${request_id}/cancel`, { method: 'PUT', key: OTHER_KEY }),
       404,
       {
         detail: 'Request not found',
         status: 'NOT_FOUND',
       },
     );
-    await expectError(await stack.api(`/acme/other/requests/${request_id}`), 404, { detail: 'Request not found' });
+    await expectError(await fx.stack.api(`/acme/other/requests/${request_id}`), 404, { detail: 'Request not found' });
   });
 
   it('creates exactly one workflow per accepted submit and none for rejected ones', async () => {
-    const client = new Client({ connection });
-    const query = `TaskQueue = "${stack.config.temporal.taskQueue}"`;
-    const before = (await client.workflow.count(query)).count;
-    const rejected = await Promise.all([
-      post(`/${APP}`, '{"broken', json),
-      post(`/${APP}`, '[]', json),
-      post(`/${APP}?fal_webhook=nope`, '{}', json),
-      post('/acme/nope', '{}', json),
-      post(`/${APP}`, '{}', json, null),
-    ]);
+    // Each submit carries an Idempotency-Key, which fixes the id its workflow would get. Describing a workflow by id
+    // reads the server's own record (not visibility, which lags): "not found" is final, whenever it is asked.
+    const keyed = (key: string) => ({ ...json, 'idempotency-key': key });
+    const tag = randomUUID();
+    const attempts: { modelId: string; key: string; send: (headers: Record<string, string>) => Promise<Response> }[] = [
+      { modelId: APP, key: `broken-${tag}`, send: (h) => post(`/${APP}`, '{"broken', h) },
+      { modelId: APP, key: `array-${tag}`, send: (h) => post(`/${APP}`, '[]', h) },
+      { modelId: APP, key: `hook-${tag}`, send: (h) => post(`/${APP}?fal_webhook=nope`, '{}', h) },
+      { modelId: 'acme/nope', key: `model-${tag}`, send: (h) => post('/acme/nope', '{}', h) },
+      { modelId: APP, key: `anonymous-${tag}`, send: (h) => post(`/${APP}`, '{}', h, null) },
+    ];
+    const rejected = await Promise.all(attempts.map((a) => a.send(keyed(a.key))));
     expect(rejected.map((r) => r.status)).toEqual([400, 422, 422, 404, 401]);
-    await submitJson(stack, `/${APP}`, { ok: 1 });
-    // Visibility is eventually consistent; give it a moment before counting.
-    await new Promise((r) => setTimeout(r, 1500));
-    expect((await client.workflow.count(query)).count).toBe(before + 1);
+    for (const { modelId, key } of attempts) {
+      const id = idempotentRequestId('alice', modelId, key);
+      await expect(fx.temporal.workflow.getHandle(id).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    }
+
+    const accepted = await post(`/${APP}`, JSON.stringify({ ok: 1 }), keyed(`accepted-${tag}`));
+    expect(accepted.status).toBe(200);
+    const { request_id } = (await accepted.json()) as { request_id: string };
+    expect(request_id).toBe(idempotentRequestId('alice', APP, `accepted-${tag}`));
+    const described = await fx.temporal.workflow.getHandle(request_id).describe();
+    expect(described.type).toBe('inferenceRequest');
+    expect(described.taskQueue).toBe(fx.stack.config.temporal.taskQueue);
   });
 });

@@ -1,11 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestView } from '../../src/client/requests';
 import { ViewCache, type ViewRead, type ViewSource } from '../../src/client/view-cache';
 import { QueueStatus } from '../../src/workflows/shared/request';
+import { ManualClock, settle } from '../helpers/manual-clock';
 
 /**
  * The status cache's rules, against a scripted source of truth: how many reads reach "Temporal" for how many polls,
- * and how stale an answer may be.
+ * and how stale an answer may be. Time is a {@link ManualClock}: the cache's intervals pass when the test says so,
+ * so the counts below are exact on any machine, however loaded (no real timer is raced).
  */
 const REFRESH_MS = 100;
 
@@ -35,7 +36,8 @@ class Source {
 
   readonly read: ViewRead = async (requestId, owner) => {
     this.reads++;
-    await sleep(5);
+    // Answers on a later turn of the event loop, as a call to Temporal would, so concurrent polls can join it.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     return { view: owner === this.owner && requestId === this.requestId ? this.view : undefined, closed: this.closed };
   };
 
@@ -53,14 +55,17 @@ class Source {
   }
 }
 
-/** A cache over `source`; `refreshMs` defaults to {@link REFRESH_MS}, long enough to see no background read when big. */
-function cacheOver(source: ViewSource, { refreshMs = REFRESH_MS, idleMs = 10_000 } = {}) {
-  return new ViewCache(source, { refreshMs, idleMs, finished: { maxEntries: 2, maxBytes: 1_000_000 } });
-}
-
 describe('status view cache', () => {
   let cache: ViewCache | undefined;
+  let clock: ManualClock;
+  beforeEach(() => {
+    clock = new ManualClock();
+  });
   afterEach(async () => cache?.close());
+
+  /** A cache over `source` on the test's clock; `refreshMs` defaults to {@link REFRESH_MS}. */
+  const cacheOver = (source: ViewSource, { refreshMs = REFRESH_MS, idleMs = 10_000 } = {}) =>
+    new ViewCache(source, { refreshMs, idleMs, finished: { maxEntries: 2, maxBytes: 1_000_000 }, clock });
 
   it('answers many polls of a request in flight with one read per refresh interval', async () => {
     const source = new Source();
@@ -69,21 +74,22 @@ describe('status view cache', () => {
     expect(first.every((v) => v?.status === QueueStatus.InQueue)).toBe(true);
     expect(source.reads).toBe(1);
 
-    const started = Date.now();
-    while (Date.now() - started < 5 * REFRESH_MS) {
+    // A poll every 5 ms for 5 intervals: 100 polls.
+    for (let polls = 0; polls < 100; polls++) {
       await cache.get(source.requestId, source.owner);
-      await sleep(5);
+      await clock.advance(5);
     }
-    // About one background read per interval, not one per poll (roughly 100 polls happened).
-    expect(source.reads).toBeGreaterThanOrEqual(3);
-    expect(source.reads).toBeLessThanOrEqual(8);
+    // One read per interval, not one per poll: at least one per 2 intervals (no view served older), at most one per
+    // interval plus the first.
+    expect(source.reads).toBeGreaterThanOrEqual(1 + 5 / 2);
+    expect(source.reads).toBeLessThanOrEqual(1 + 5);
   });
 
   it('reads in the background only for polls: one read, then none while nobody asks', async () => {
     const source = new Source();
     cache = cacheOver(source);
     await cache.get(source.requestId, source.owner);
-    await sleep(4 * REFRESH_MS);
+    await clock.advance(4 * REFRESH_MS);
     expect(source.reads).toBe(1);
     // The next poll finds a view too old to answer with and reads afresh.
     source.view = inQueue(source.requestId, 1);
@@ -103,12 +109,12 @@ describe('status view cache', () => {
       },
     });
     await cache.get(source.requestId, source.owner);
-    await sleep(1.5 * REFRESH_MS);
+    await clock.advance(1.5 * REFRESH_MS);
     await cache.get(source.requestId, source.owner);
-    await sleep(1.5 * REFRESH_MS);
+    await clock.advance(1.5 * REFRESH_MS);
     expect(rereads[0]).toBe(false);
     await cache.get(source.requestId, source.owner, true);
-    await sleep(1.5 * REFRESH_MS);
+    await clock.advance(1.5 * REFRESH_MS);
     expect(rereads.at(-1)).toBe(true);
     // The first read was a full one; every later one was cheap.
     expect(source.reads).toBe(1 + rereads.length);
@@ -119,12 +125,12 @@ describe('status view cache', () => {
     cache = cacheOver(source);
     expect(await cache.get(source.requestId, source.owner)).toMatchObject({ queuePosition: 3 });
     source.view = inQueue(source.requestId, 0);
-    const changedAt = Date.now();
+    const changedAt = clock.now();
     let seenAfter: number | undefined;
-    while (seenAfter === undefined && Date.now() - changedAt < 20 * REFRESH_MS) {
+    while (seenAfter === undefined && clock.now() - changedAt < 20 * REFRESH_MS) {
       const view = await cache.get(source.requestId, source.owner);
-      if (view?.status === QueueStatus.InQueue && view.queuePosition === 0) seenAfter = Date.now() - changedAt;
-      else await sleep(REFRESH_MS / 4);
+      if (view?.status === QueueStatus.InQueue && view.queuePosition === 0) seenAfter = clock.now() - changedAt;
+      else await clock.advance(REFRESH_MS / 4);
     }
     // A view is served at most 2 refresh intervals old, and a poll that finds it over one starts a read.
     expect(seenAfter).toBeDefined();
@@ -136,7 +142,8 @@ describe('status view cache', () => {
     cache = cacheOver(source, { refreshMs: 60_000, idleMs: 120_000 });
     await cache.get(source.requestId, source.owner);
     source.finish();
-    await sleep(50);
+    // The long poll's answer and the read it triggers take a few event-loop turns, no time.
+    await settle();
     expect((await cache.get(source.requestId, source.owner))?.status).toBe(QueueStatus.Completed);
     const reads = source.reads;
     for (let i = 0; i < 10; i++) await cache.get(source.requestId, source.owner);
@@ -150,7 +157,7 @@ describe('status view cache', () => {
     await cache.get(source.requestId, source.owner);
     expect(await cache.get(source.requestId, 'mallory')).toBeUndefined();
     source.finish();
-    await sleep(50);
+    await settle();
     expect(await cache.get(source.requestId, source.owner)).toMatchObject({ status: QueueStatus.Completed });
     expect(await cache.get(source.requestId, 'mallory')).toBeUndefined();
   });
@@ -159,10 +166,10 @@ describe('status view cache', () => {
     const source = new Source();
     cache = cacheOver(source, { idleMs: 3 * REFRESH_MS });
     await cache.get(source.requestId, source.owner);
-    await sleep(6 * REFRESH_MS);
+    await clock.advance(6 * REFRESH_MS);
     expect(cache.hotCount).toBe(0);
     const reads = source.reads;
-    await sleep(3 * REFRESH_MS);
+    await clock.advance(3 * REFRESH_MS);
     expect(source.reads).toBe(reads);
   });
 

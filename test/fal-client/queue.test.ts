@@ -1,7 +1,7 @@
 import { ApiError, fal, type QueueStatus } from '@fal-ai/client';
-import { startGatedBackend, type GatedBackend } from '../helpers/gated-backend';
-import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
-import { TEST_KEY, eventually, startStack, type Stack } from '../helpers/stack';
+import { useStack } from '../helpers/fixtures';
+import { respondJson } from '../helpers/http-peers';
+import { TEST_KEY, eventually } from '../helpers/stack';
 import { pointFalAt } from './fal-hosts';
 
 const SLOW = 'acme/slow';
@@ -11,37 +11,27 @@ type LogLine = { message: string; level: string; source: string; timestamp: stri
 const logsOf = (status: QueueStatus): LogLine[] => ('logs' in status ? ((status.logs ?? []) as LogLine[]) : []);
 
 describe('@fal-ai/client queue calls against our stack', () => {
-  let backend: GatedBackend;
-  let receiver: LoopbackServer;
-  let stack: Stack;
-
-  beforeAll(async () => {
-    backend = await startGatedBackend();
-    receiver = await startLoopbackServer(respondJson(200, { ok: true }));
-    stack = await startStack({
-      models: { models: [{ id: SLOW, backend: { kind: 'http', url: backend.url }, concurrency: 1 }] },
-    });
-    // Exactly as a user would: the singleton, configured once, hosts rewritten by the middleware.
-    fal.config({ credentials: TEST_KEY, requestMiddleware: pointFalAt(stack.url) });
+  const fx = useStack({
+    models: ({ backend }) => ({ models: [{ id: SLOW, backend: { kind: 'http', url: backend.url }, concurrency: 1 }] }),
+    receiver: respondJson(200, { ok: true }),
   });
-  afterAll(async () => {
-    await stack?.stop();
-    await backend?.close();
-    await receiver?.close();
+  beforeAll(() => {
+    // Exactly as a user would: the singleton, configured once, hosts rewritten by the middleware.
+    fal.config({ credentials: TEST_KEY, requestMiddleware: pointFalAt(fx.stack.url) });
   });
 
   /** Waits until the backend holds the request with this input. */
   const heldBy = (n: string) =>
-    eventually(async () => (backend.requests.some((r) => (r.json as { n?: string }).n === n) ? true : undefined));
+    eventually(async () => (fx.backend.requests.some((r) => (r.json as { n?: string }).n === n) ? true : undefined));
   const ourStatus = async (requestId: string) => {
-    const res = await stack.api(`/${SLOW}/requests/${requestId}/status`);
+    const res = await fx.stack.api(`/${SLOW}/requests/${requestId}/status`);
     return (await res.json()) as Record<string, unknown>;
   };
 
   it('submit (webhook, priority, start timeout, custom headers), status with and without logs, result, webhook', async () => {
     const options = {
       input: { n: 'submit' },
-      webhookUrl: `${receiver.url}/hook`,
+      webhookUrl: `${fx.receiver.url}/hook`,
       priority: 'low' as const,
       startTimeout: 30,
       headers: { 'Idempotency-Key': `submit-${Date.now()}` },
@@ -51,9 +41,9 @@ describe('@fal-ai/client queue calls against our stack', () => {
     expect(requestId).toMatch(UUID);
     expect(submitted).toMatchObject({
       status: 'IN_QUEUE',
-      response_url: `${stack.url}/${SLOW}/requests/${requestId}`,
-      status_url: `${stack.url}/${SLOW}/requests/${requestId}/status`,
-      cancel_url: `${stack.url}/${SLOW}/requests/${requestId}/cancel`,
+      response_url: `${fx.stack.url}/${SLOW}/requests/${requestId}`,
+      status_url: `${fx.stack.url}/${SLOW}/requests/${requestId}/status`,
+      cancel_url: `${fx.stack.url}/${SLOW}/requests/${requestId}/cancel`,
       queue_position: expect.any(Number),
     });
     // The custom header reached us: the same Idempotency-Key names the same request.
@@ -74,13 +64,13 @@ describe('@fal-ai/client queue calls against our stack', () => {
     expect(withoutLogs.status).toBe('IN_PROGRESS');
     expect(logsOf(withoutLogs)).toEqual([]);
 
-    backend.release({ images: ['done'] });
+    fx.backend.release({ images: ['done'] });
     const completed = await fal.queue.subscribeToStatus(SLOW, { requestId, pollInterval: 100 });
     expect(completed).toMatchObject({ status: 'COMPLETED', request_id: requestId });
     expect(await fal.queue.result(SLOW, { requestId })).toEqual({ data: { images: ['done'] }, requestId });
 
     const hook = await eventually(async () =>
-      receiver.requests.find((r) => (r.json as { request_id?: string }).request_id === requestId),
+      fx.receiver.requests.find((r) => (r.json as { request_id?: string }).request_id === requestId),
     );
     expect(hook.json).toEqual({
       request_id: requestId,
@@ -89,7 +79,7 @@ describe('@fal-ai/client queue calls against our stack', () => {
       payload: { images: ['done'] },
       error: null,
     });
-    expect(backend.requests.filter((r) => (r.json as { n?: string }).n === 'submit')).toHaveLength(1);
+    expect(fx.backend.requests.filter((r) => (r.json as { n?: string }).n === 'submit')).toHaveLength(1);
   });
 
   it('subscribe in polling mode reports IN_PROGRESS with logs through onQueueUpdate, then returns the result', async () => {
@@ -106,7 +96,7 @@ describe('@fal-ai/client queue calls against our stack', () => {
     await eventually(async () =>
       updates.some((u) => u.status === 'IN_PROGRESS' && logsOf(u).length > 0) ? 1 : undefined,
     );
-    backend.release({ answer: 'polled' });
+    fx.backend.release({ answer: 'polled' });
 
     const result = await subscription;
     expect(result).toEqual({ data: { answer: 'polled' }, requestId: enqueued[0] });
@@ -129,7 +119,7 @@ describe('@fal-ai/client queue calls against our stack', () => {
     });
     await heldBy('streaming');
     await eventually(async () => (updates.some((u) => u.status === 'IN_PROGRESS') ? 1 : undefined));
-    backend.release({ answer: 'streamed' });
+    fx.backend.release({ answer: 'streamed' });
 
     expect(await subscription).toEqual({ data: { answer: 'streamed' }, requestId: enqueued[0] });
     const last = updates.at(-1)!;
@@ -152,7 +142,7 @@ describe('@fal-ai/client queue calls against our stack', () => {
     stream.on('data', (event) => seen.push(event));
     await heldBy('stream-status');
     await eventually(async () => (seen.some((e) => e.status === 'IN_PROGRESS') ? 1 : undefined));
-    backend.release({ answer: 'streamStatus' });
+    fx.backend.release({ answer: 'streamStatus' });
 
     const final = await stream.done();
     expect(final).toMatchObject({ status: 'COMPLETED', request_id: requestId, logs: [] });
@@ -166,7 +156,9 @@ describe('@fal-ai/client queue calls against our stack', () => {
     const { request_id: requestId } = await fal.queue.submit(SLOW, { input: { n: 'cancel' } });
     await heldBy('cancel');
     await fal.queue.cancel(SLOW, { requestId });
-    await eventually(async () => (backend.aborted.some((b) => (b as { n?: string }).n === 'cancel') ? 1 : undefined));
+    await eventually(async () =>
+      fx.backend.aborted.some((b) => (b as { n?: string }).n === 'cancel') ? 1 : undefined,
+    );
     await fal.queue.subscribeToStatus(SLOW, { requestId, pollInterval: 100 });
 
     const error = await fal.queue.result(SLOW, { requestId }).catch((e: unknown) => e);
@@ -189,7 +181,7 @@ describe('@fal-ai/client queue calls against our stack', () => {
     await expect(subscription).rejects.toThrow(/timed out/);
     // The runner really stopped, and the request ended cancelled.
     await eventually(async () =>
-      backend.aborted.some((b) => (b as { n?: string }).n === 'client-timeout') ? 1 : undefined,
+      fx.backend.aborted.some((b) => (b as { n?: string }).n === 'client-timeout') ? 1 : undefined,
     );
     const status = await eventually(async () => {
       const s = await ourStatus(enqueued[0]!);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config';
 import { ModelRegistry } from '../../src/models/registry';
+import type { RunnerOptions } from '../../src/models/runners';
 import { startServer, type RunningServer } from '../../src/server';
 import { startWorkers, type RunningWorkers } from '../../src/worker-set';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
@@ -18,6 +19,8 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Start in-process workers (default true). */
   workers?: boolean;
+  /** Code-only options of the in-process workers' model runners (built-in hooks that hold a run). */
+  runnerOptions?: RunnerOptions;
 }
 
 export interface Stack {
@@ -80,7 +83,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       });
     },
     async startWorkers() {
-      const w = await startWorkers(config, registry, logger);
+      const w = await startWorkers(config, registry, logger, options.runnerOptions);
       started.push(w);
       return w;
     },

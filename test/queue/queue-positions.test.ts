@@ -1,4 +1,6 @@
+import { Client, Connection } from '@temporalio/client';
 import { startGatedBackend, type GatedBackend } from '../helpers/gated-backend';
+import { closed, scheduledActivities, workflowTasksCompleted } from '../helpers/history';
 import { eventually, startStack, submitJson, waitCompleted, type Stack } from '../helpers/stack';
 
 const ONE = 'acme/one-at-a-time';
@@ -9,6 +11,7 @@ describe('queue positions per model', () => {
   let one: GatedBackend;
   let two: GatedBackend;
   let stack: Stack;
+  let temporal: Client;
 
   beforeAll(async () => {
     one = await startGatedBackend();
@@ -26,9 +29,11 @@ describe('queue positions per model', () => {
     });
     // A second runner process (in-process here) polling the same model queues.
     await stack.startWorkers();
+    temporal = new Client({ connection: await Connection.connect({ address: stack.config.temporal.address! }) });
   });
   afterAll(async () => {
     await stack?.stop();
+    await temporal?.connection.close();
     await one?.close();
     await two?.close();
   });
@@ -89,6 +94,9 @@ describe('queue positions per model', () => {
     const cancel = await stack.api(`/${ONE}/requests/${a.request_id}/cancel`, { method: 'PUT' });
     expect(cancel.status).toBe(202);
     await statusIs(ONE, a.request_id, 'COMPLETED');
+    // Its workflow closed without ever scheduling a run: final, whenever it is checked.
+    await closed(temporal, a.request_id);
+    expect(await scheduledActivities(temporal, a.request_id)).not.toContain('runInference');
     expect(
       await positions(
         ONE,
@@ -141,8 +149,14 @@ describe('queue positions per model', () => {
     for (let n = 0; n < 5; n++) submitted.push(await submit(TWO, { n }));
     expect(submitted.map((s) => s.queue_position)).toEqual([0, 0, 0, 1, 2]);
     await two.nth(2);
-    // Ten runner slots are polling; give a third run every chance to start before asserting it did not.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Ten runner slots are polling, yet the other three wait. Each waiting request's workflow has taken its first
+    // decision (it is in its history once the first workflow task completed) and scheduled no run: it waits for the
+    // queue's signal, which no free slot can send while the backend holds both runs. So no wall-clock wait is needed
+    // to know that no third run is on its way.
+    for (const waiting of submitted.slice(2)) {
+      await workflowTasksCompleted(temporal, waiting.request_id);
+      expect(await scheduledActivities(temporal, waiting.request_id)).not.toContain('runInference');
+    }
     expect(two.requests).toHaveLength(2);
     expect(
       await positions(

@@ -64,8 +64,10 @@ describe('admission queue recovery', () => {
     return (await res.json()) as { status: string; queue_position?: number };
   };
   const positions = (ids: string[]) => Promise.all(ids.map(async (id) => (await status(id)).queue_position));
+  // Waits for the event with the suite's default patience: a slot freed by the queue's own checks (holders every
+  // 500 ms, a ghost given up after 1 s) comes later on a loaded machine, never sooner.
   const running = (id: string) =>
-    eventually(async () => ((await status(id)).status === 'IN_PROGRESS' ? true : undefined), 15_000);
+    eventually(async () => ((await status(id)).status === 'IN_PROGRESS' ? true : undefined));
   const bodies = () => backend.requests.map((r) => (r.json as { n: string }).n);
 
   it('keeps positions exact while the queue continues as new under load', async () => {

@@ -7,25 +7,31 @@ import { LocalFileStore } from '../../src/storage/file-store';
 
 const BASE = 'http://files.example';
 
+/**
+ * A store on a clock the test moves by hand (`clock.time += ms`): expiry is decided by that clock alone, so "a second
+ * later" means exactly that, on any machine, and no test waits in real time.
+ */
 function newStore(options: ConstructorParameters<typeof LocalFileStore>[2] = {}) {
   const dir = mkdtempSync(join(process.env.TEST_TMP_DIR ?? tmpdir(), 'file-store-'));
-  return { dir, store: new LocalFileStore(dir, BASE, options) };
+  const clock = { time: Date.parse('2030-01-01T00:00:00Z') };
+  return { dir, clock, store: new LocalFileStore(dir, BASE, { now: () => clock.time, ...options }) };
 }
 
 const idOf = (url: string) => new URL(url).pathname.split('/')[2]!;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('the local file store', () => {
   it('serves a saved file until its lifetime ends, then neither serves nor keeps it', async () => {
-    const { dir, store } = newStore();
+    const { dir, clock, store } = newStore();
     const saved = await store.save(
       { data: Buffer.from('short-lived'), contentType: 'text/plain', fileName: 'a.txt' },
       { expiresInSeconds: 1 },
     );
     const id = idOf(saved.url);
+    clock.time += 999;
     expect((await store.read(id, 'a.txt'))?.data.toString()).toBe('short-lived');
+    expect(await store.sweepExpired()).toEqual({ deleted: 0, kept: 1 });
 
-    await sleep(1100);
+    clock.time += 1;
     expect(await store.read(id, 'a.txt')).toBeUndefined();
     expect(existsSync(join(dir, id))).toBe(true);
     expect(await store.sweepExpired()).toEqual({ deleted: 1, kept: 0 });
@@ -33,15 +39,15 @@ describe('the local file store', () => {
   });
 
   it('applies the default lifetime when the writer names none, and keeps files forever with a default of 0', async () => {
-    const { store } = newStore({ defaultExpiresInSeconds: 3600 });
+    const { clock, store } = newStore({ defaultExpiresInSeconds: 3600 });
     const saved = await store.save({ data: Buffer.from('x'), contentType: 'text/plain', fileName: 'x.txt' });
     const file = await store.read(idOf(saved.url), 'x.txt');
-    expect(file?.expiresAt?.getTime()).toBeGreaterThan(Date.now() + 3590_000);
+    expect(file?.expiresAt?.getTime()).toBe(clock.time + 3600_000);
 
     const { store: forever } = newStore({ defaultExpiresInSeconds: 0 });
     const kept = await forever.save({ data: Buffer.from('y'), contentType: 'text/plain', fileName: 'y.txt' });
     expect((await forever.read(idOf(kept.url), 'y.txt'))?.expiresAt).toBeUndefined();
-    expect(await forever.sweepExpired(Date.now() + 10 * 365 * 86_400_000)).toEqual({ deleted: 0, kept: 1 });
+    expect(await forever.sweepExpired(Date.parse('2040-01-01T00:00:00Z'))).toEqual({ deleted: 0, kept: 1 });
   });
 
   it('takes an upload once, with its token only, and serves it from then on', async () => {
@@ -82,7 +88,7 @@ describe('the local file store', () => {
   });
 
   it('starts an upload’s lifetime when its bytes arrive, and sweeps a slot that was never used', async () => {
-    const { dir, store } = newStore({ uploadWindowSeconds: 1 });
+    const { dir, clock, store } = newStore({ uploadWindowSeconds: 1 });
     const used = await store.reserveUpload(
       { contentType: 'text/plain', fileName: 'u.txt' },
       { expiresInSeconds: 3600 },
@@ -90,7 +96,7 @@ describe('the local file store', () => {
     const unused = await store.reserveUpload({ contentType: 'text/plain', fileName: 'n.txt' });
     await store.completeUpload(used.fileId, used.token, Readable.from([Buffer.from('u')]), 10);
 
-    await sleep(1100);
+    clock.time += 1000;
     await expect(
       store.completeUpload(unused.fileId, unused.token, Readable.from([Buffer.from('n')]), 10),
     ).rejects.toMatchObject({

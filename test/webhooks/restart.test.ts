@@ -17,6 +17,8 @@ const APP = 'acme/restart';
 
 interface LogBody {
   state: string;
+  /** When the next attempt falls due (the server's timer), while one is scheduled. */
+  next_attempt_at: string | null;
   attempts: { attempt: number; status_code: number | null; error: string | null }[];
 }
 
@@ -44,6 +46,16 @@ async function startWorker(): Promise<WorkerProcess> {
   workers.push(worker);
   await worker.ready;
   return worker;
+}
+
+/**
+ * Waits until `at` has passed on this machine's clock, which the Temporal server shares: the scenario needs an
+ * attempt to fall due while something is down, so the wait is for that instant, read from the delivery log.
+ */
+async function untilPast(at: string | null): Promise<void> {
+  if (!at) throw new Error('no attempt is scheduled');
+  const ms = Date.parse(at) - Date.now() + 50;
+  if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
 
 async function kill(worker: WorkerProcess): Promise<void> {
@@ -91,10 +103,11 @@ it('resumes the schedule after its worker is killed, and again after the Tempora
     {},
   );
 
-  // Attempt 1 is recorded, then the worker dies while the 2 s timer runs.
-  await logWhen(requestId, (l) => l.attempts.length === 1);
+  // Attempt 1 is recorded, then the worker dies while the 2 s timer runs, and attempt 2 falls due with no worker
+  // anywhere (so nothing can have delivered it, however long that took).
+  const afterFirst = await logWhen(requestId, (l) => l.attempts.length === 1);
   await kill(first);
-  await new Promise((r) => setTimeout(r, 2_500));
+  await untilPast(afterFirst.next_attempt_at);
   expect(receiver.deliveries).toHaveLength(1);
   // No worker runs anywhere now, yet the log answers, overdue attempt and all.
   const down = await logWhen(requestId, () => true);
@@ -103,13 +116,14 @@ it('resumes the schedule after its worker is killed, and again after the Tempora
 
   // A new worker picks the overdue attempt up.
   await startWorker();
-  await logWhen(requestId, (l) => l.attempts.length === 2);
+  const afterSecond = await logWhen(requestId, (l) => l.attempts.length === 2 && l.next_attempt_at !== null);
   expect(receiver.deliveries).toHaveLength(2);
 
-  // Now the Temporal server dies (SIGKILL) while the worker keeps running, and comes back.
+  // Now the Temporal server dies (SIGKILL) while the worker keeps running, and attempt 3 falls due while it is down
+  // (nothing can schedule it then); then the server comes back.
   process.kill(temporal.pid, 'SIGKILL');
   await temporal.stop();
-  await new Promise((r) => setTimeout(r, 2_500));
+  await untilPast(afterSecond.next_attempt_at);
   expect(receiver.deliveries).toHaveLength(2);
 
   // Same database file, same port: the API and the running worker reconnect to it.

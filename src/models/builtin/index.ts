@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { OptionalPeers } from '../../optional-peers';
 import type { ModelContext, ModelRunner } from '../types';
+import type { EsrganHooks } from './esrgan';
 import { createNoopModel, NoopOptions } from './noop';
 
 /** Default bound on ESRGAN input size: keeps one CPU run in seconds on a small machine. */
@@ -10,9 +11,17 @@ const EsrganOptions = z
   .object({ maxInputPixels: z.number().int().positive().default(ESRGAN_DEFAULT_MAX_PIXELS) })
   .strict();
 
+/**
+ * Code-only hooks of the built-in models, by built-in name. Only code that builds the runners passes them (a
+ * test that must hold a run at a known point); a models file cannot, since `backend.options` schemas are strict.
+ */
+export interface BuiltinHooks {
+  esrgan?: EsrganHooks;
+}
+
 /** Built-in models by the name a models file uses in `backend.name`; each parses its own `backend.options`. */
-export const builtinModels: Record<string, (options: unknown) => ModelRunner> = {
-  esrgan: (options) => {
+export const builtinModels: Record<string, (options: unknown, hooks: BuiltinHooks) => ModelRunner> = {
+  esrgan: (options, hooks) => {
     const parsed = EsrganOptions.parse(options);
     // TensorFlow.js is an optional peer (about 270 MB) and takes a while to load: only a process that runs
     // this model loads it, at its first run. `require` rather than `import()`: this package compiles to
@@ -21,7 +30,7 @@ export const builtinModels: Record<string, (options: unknown) => ModelRunner> = 
     const load = (): ModelRunner => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const esrgan = require('./esrgan') as typeof import('./esrgan');
-      return (model ??= esrgan.createEsrganModel(parsed));
+      return (model ??= esrgan.createEsrganModel(parsed, hooks.esrgan));
     };
     return { run: (input: unknown, ctx: ModelContext) => load().run(input, ctx) };
   },
