@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { parseEncryptionKeys, type EncryptionKey } from './codec/encryption';
 import { parseEgressAllow } from './egress/policy';
 
 /** Default API key for local use; the server warns at start while it is in use. */
@@ -14,6 +15,16 @@ const optionalString = z
   .string()
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const commaList = z
+  .string()
+  .default('')
+  .transform((raw) =>
+    raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
 
 /** `key_id:key_secret[:owner]` entries, comma separated; the owner defaults to the key id. */
 const ApiKeys = z
@@ -134,6 +145,20 @@ export const EnvSchema = z.object({
 
   METRICS_PORT: optionalString.pipe(z.coerce.number<string | undefined>().int().min(0).max(65535).optional()),
 
+  PAYLOAD_ENCRYPTION_KEYS: z
+    .string()
+    .default('')
+    .transform((raw, ctx) => {
+      try {
+        return parseEncryptionKeys(raw);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+  CODEC_AUTH_TOKENS: commaList,
+  CODEC_CORS_ORIGINS: commaList.pipe(z.array(z.url({ protocol: /^https?$/ }))),
+
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -197,6 +222,18 @@ export interface Config {
    * read; finished requests are kept in memory); 0 = every status read goes to Temporal.
    */
   statusCacheRefreshMs: number;
+  /**
+   * Payload encryption and the codec endpoint (`/codec/encode`, `/codec/decode`) that decodes payloads for
+   * operators in the Temporal Web UI and CLI. See docs/encryption.md.
+   */
+  codec: {
+    /** AES-256 keys; the first encrypts, all decrypt. Empty = payloads are stored in clear. */
+    encryptionKeys: EncryptionKey[];
+    /** Bearer tokens of operators allowed to use the codec endpoint (not tenant API keys). */
+    authTokens: string[];
+    /** Browser origins (the Temporal Web UI's) allowed to call the codec endpoint. */
+    corsOrigins: string[];
+  };
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
   /** Port of the worker's own `/metrics` and `/healthz` server; undefined = none (the API serves `/metrics` anyway). */
   metricsPort?: number;
@@ -269,6 +306,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     files: { expiresInSeconds: e.FILE_EXPIRATION_SECONDS, sweepEveryMs: e.FILE_SWEEP_INTERVAL_MS },
     statusStream: { pollMs: e.STATUS_STREAM_POLL_MS, keepAliveMs: e.STATUS_STREAM_KEEPALIVE_MS },
     statusCacheRefreshMs: e.STATUS_CACHE_REFRESH_MS,
+    codec: {
+      encryptionKeys: e.PAYLOAD_ENCRYPTION_KEYS,
+      authTokens: e.CODEC_AUTH_TOKENS,
+      corsOrigins: e.CODEC_CORS_ORIGINS.map((origin) => new URL(origin).origin),
+    },
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT,
   };
