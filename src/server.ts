@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Express } from 'express';
 import { createApp } from './api/app';
 import { StatusWatchers } from './api/status-watchers';
+import { createPayloadCodecs, dataConverterFor } from './codec';
 import { RequestsClient } from './client/requests';
 import { LOCAL_DEV_KEY, loadConfig, type Config } from './config';
 import { createLogger } from './logger';
@@ -37,7 +38,16 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     );
   }
   const connection = await connectToTemporal(config.temporal, (options) => Connection.connect(options));
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  // The same codec chain as the workers': requests are encrypted before they leave this process.
+  const codecs = createPayloadCodecs(config);
+  if (codecs.length > 0 && config.codec.authTokens.length === 0) {
+    logger.warn('payloads are encrypted but CODEC_AUTH_TOKENS is unset: the codec endpoint refuses everyone');
+  }
+  const client = new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    dataConverter: dataConverterFor(codecs),
+  });
   if (config.temporal.searchAttributes) {
     await assertSearchAttributes(connection, config.temporal.namespace).catch(async (err: unknown) => {
       await connection.close();
@@ -98,6 +108,10 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     maxUploadBytes: config.inputs.maxBytes,
     webhooks,
     webhookKeys,
+    codec:
+      codecs.length > 0
+        ? { codecs, authTokens: config.codec.authTokens, corsOrigins: config.codec.corsOrigins, logger }
+        : undefined,
   });
   const server = app.listen(config.http.port, config.http.host);
   await once(server, 'listening');

@@ -3,6 +3,7 @@ import type { ActivityDeps } from './activities';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { ensureFileSweeper } from './client/file-sweeper';
+import { createPayloadCodecs, dataConverterFor } from './codec';
 import { loadConfig, defaultPublicBaseUrl, type Config } from './config';
 import { createLogger } from './logger';
 import { createInputFetcher } from './models/input-files';
@@ -35,7 +36,8 @@ export interface RunningWorkers {
 /** Connects to Temporal and runs the control worker and/or model runners this process is configured for. */
 export async function startWorkers(config: Config, registry: ModelRegistry, logger: Logger): Promise<RunningWorkers> {
   const connection = await connectToTemporal(config.temporal, (options) => NativeConnection.connect(options));
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const dataConverter = dataConverterFor(createPayloadCodecs(config));
+  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });
   const workers = await createWorkers({
     connection,
     namespace: config.temporal.namespace,
@@ -45,6 +47,7 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
     tuning: config.worker,
     observability: workerObservability(processMetrics(), logger),
     activityDeps: createActivityDeps(config, registry, client),
+    dataConverter,
   });
   if (config.worker.control) {
     // The control worker owns the files' sweeper; creating it is idempotent, so every start may do it.

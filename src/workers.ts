@@ -1,3 +1,4 @@
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { createActivities, type ActivityDeps } from './activities';
@@ -25,6 +26,8 @@ export interface WorkerSetOptions {
   tuning: Config['worker'];
   /** Metrics and request-scoped logs (see `workerObservability`); omitted = none. */
   observability?: WorkerObservability;
+  /** Payload codecs (encryption), the same as the clients'; see `createPayloadCodecs` / `dataConverterFor`. */
+  dataConverter?: DataConverter;
 }
 
 /**
@@ -34,7 +37,7 @@ export interface WorkerSetOptions {
 export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]> {
   const activities = createActivities(options.activityDeps);
   const workers: Worker[] = [];
-  const common = { connection: options.connection, namespace: options.namespace };
+  const common = { connection: options.connection, namespace: options.namespace, dataConverter: options.dataConverter };
   if (options.tuning.control) {
     workers.push(
       await Worker.create({

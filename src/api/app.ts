@@ -7,6 +7,7 @@ import type { LocalFileStore } from '../storage/file-store';
 import { processMetrics, type QueueMetrics } from '../observability/metrics';
 import { requestLogging } from '../observability/http-logging';
 import { requireKey } from './auth';
+import { codecRoutes, type CodecRoutesDeps } from './codec-routes';
 import { apiDocument } from './openapi-routes';
 import { opsRoutes } from './routes/ops';
 import { errorHandler } from './error-handler';
@@ -43,6 +44,8 @@ export interface AppDeps {
   webhooks: WebhookDeliveries;
   /** Webhook signing keys: the public JWKS and each owner's Standard Webhooks secret. */
   webhookKeys: WebhookKeys;
+  /** The codec endpoint for operators (`/codec/encode`, `/codec/decode`); omitted = not served (no payload codecs). */
+  codec?: CodecRoutesDeps;
 }
 
 /** Builds the Express app of the queue API; listening is the caller's business (see `server.ts`). */
@@ -62,6 +65,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(fileRoutes(deps.fileStore));
   app.use(jwksRoutes(deps.webhookKeys));
   app.use(uploadRoutes(deps));
+  // Operator auth of its own, checked before its body is read; never the tenants' API keys.
+  if (deps.codec) app.use(codecRoutes(deps.codec));
   app.use(express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   app.use(requireKey(deps.apiKeys));
   // Before the queue routes, whose submit would read these paths as model ids.

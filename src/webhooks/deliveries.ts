@@ -5,6 +5,7 @@ import {
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
+import { fromRawPayload } from '../codec';
 import { webhookBodyFor, type WebhookBody } from '../domain/request';
 import { cancelledOutcome, inferenceRequest, type InferenceRequestInput } from '../workflows/inference-request';
 import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody } from './payload';
@@ -45,7 +46,8 @@ async function readStartInput<T>(client: Client, execution: DeliveryExecutionRef
   });
   const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
   if (!payload) throw new Error(`the history of ${execution.workflowId} has no start event with an input`);
-  return client.options.loadedDataConverter.payloadConverter.fromPayload<T>(payload);
+  // Read raw from history, so the codecs (decryption) are ours to run.
+  return fromRawPayload<T>(client.options.loadedDataConverter, payload);
 }
 
 /** {@link readDeliveryInput}, narrowed to what an attempt needs. */
