@@ -158,6 +158,14 @@ export const EnvSchema = z.object({
     }),
   CODEC_AUTH_TOKENS: commaList,
   CODEC_CORS_ORIGINS: commaList.pipe(z.array(z.url({ protocol: /^https?$/ }))),
+  CODEC_OIDC_ISSUER: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  CODEC_OIDC_AUDIENCE: optionalString,
+  CODEC_OIDC_CLAIM: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[^=\s]+=\S+$/, 'must be claim=value, e.g. groups=temporal-operators')
+      .optional(),
+  ),
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -233,6 +241,8 @@ export interface Config {
     authTokens: string[];
     /** Browser origins (the Temporal Web UI's) allowed to call the codec endpoint. */
     corsOrigins: string[];
+    /** Operators' OIDC access tokens (what the Web UI passes with `codec.passAccessToken`) accepted too. */
+    oidc?: { issuer: string; audience: string; claim?: { name: string; value: string } };
   };
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
   /** Port of the worker's own `/metrics` and `/healthz` server; undefined = none (the API serves `/metrics` anyway). */
@@ -260,6 +270,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     throw new ConfigError(
       'Invalid configuration:\n  TEMPORAL_TLS_SERVER_NAME only applies over TLS: set TEMPORAL_TLS_CA_PATH, the client certificate pair or TEMPORAL_API_KEY',
     );
+  }
+  if (Boolean(e.CODEC_OIDC_ISSUER) !== Boolean(e.CODEC_OIDC_AUDIENCE)) {
+    throw new ConfigError('Invalid configuration:\n  CODEC_OIDC_ISSUER and CODEC_OIDC_AUDIENCE go together');
   }
   const tlsFile = (name: 'TEMPORAL_TLS_CERT_PATH' | 'TEMPORAL_TLS_KEY_PATH' | 'TEMPORAL_TLS_CA_PATH') =>
     e[name] === undefined ? undefined : readablePem(name, resolve(cwd, e[name]));
@@ -310,10 +323,19 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
       encryptionKeys: e.PAYLOAD_ENCRYPTION_KEYS,
       authTokens: e.CODEC_AUTH_TOKENS,
       corsOrigins: e.CODEC_CORS_ORIGINS.map((origin) => new URL(origin).origin),
+      oidc: e.CODEC_OIDC_ISSUER
+        ? { issuer: e.CODEC_OIDC_ISSUER, audience: e.CODEC_OIDC_AUDIENCE!, claim: claimOf(e.CODEC_OIDC_CLAIM) }
+        : undefined,
     },
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT,
   };
+}
+
+function claimOf(text: string | undefined): { name: string; value: string } | undefined {
+  if (!text) return undefined;
+  const at = text.indexOf('=');
+  return { name: text.slice(0, at), value: text.slice(at + 1) };
 }
 
 /**

@@ -40,7 +40,7 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
   const connection = await connectToTemporal(config.temporal, (options) => Connection.connect(options));
   // The same codec chain as the workers': requests are encrypted before they leave this process.
   const codecs = createPayloadCodecs(config);
-  if (codecs.length > 0 && config.codec.authTokens.length === 0) {
+  if (codecs.length > 0 && config.codec.authTokens.length === 0 && !config.codec.oidc) {
     logger.warn('payloads are encrypted but CODEC_AUTH_TOKENS is unset: the codec endpoint refuses everyone');
   }
   const client = new Client({
@@ -110,7 +110,13 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     webhookKeys,
     codec:
       codecs.length > 0
-        ? { codecs, authTokens: config.codec.authTokens, corsOrigins: config.codec.corsOrigins, logger }
+        ? {
+            codecs,
+            authTokens: config.codec.authTokens,
+            corsOrigins: config.codec.corsOrigins,
+            oidc: config.codec.oidc,
+            logger,
+          }
         : undefined,
   });
   const server = app.listen(config.http.port, config.http.host);

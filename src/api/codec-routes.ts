@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import cors from 'cors';
 import express, { Router, type RequestHandler } from 'express';
+import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { HttpError } from './http-error';
@@ -30,6 +31,8 @@ export interface CodecRoutesDeps {
   authTokens: readonly string[];
   /** Browser origins allowed to call the endpoint (the Temporal Web UI's, `CODEC_CORS_ORIGINS`). */
   corsOrigins: readonly string[];
+  /** Also accept the OIDC access tokens the Web UI passes (`codec.passAccessToken`); omitted = static tokens only. */
+  oidc?: OidcOperators;
   logger: Logger;
   /** Largest request body. @default 4 MiB (what Temporal's gRPC frontend accepts per message) */
   maxBodyBytes?: number;
@@ -58,7 +61,7 @@ export function codecRoutes(deps: CodecRoutesDeps): Router {
     }),
   );
   const parse = express.json({ limit: deps.maxBodyBytes ?? 4 * 1024 * 1024 });
-  const auth = requireOperator(deps.authTokens);
+  const auth = requireOperator(deps.authTokens, deps.oidc && oidcVerifier(deps.oidc, deps.logger));
   const encodeOrder = [...deps.codecs];
   const decodeOrder = [...deps.codecs].reverse();
 
@@ -85,14 +88,72 @@ export function codecRoutes(deps: CodecRoutesDeps): Router {
   return router;
 }
 
-/** `Authorization: Bearer <token>` with one of `tokens`, compared in constant time. */
-function requireOperator(tokens: readonly string[]): RequestHandler {
+/**
+ * Operators as an OpenID Connect provider vouches for them: a JWT from `issuer` (keys from its discovery
+ * document's `jwks_uri`) for `audience`, and, when `claim` is given, carrying that value (a string
+ * claim equal to it, or a list claim containing it, e.g. `groups` containing `temporal-operators`).
+ */
+export interface OidcOperators {
+  issuer: string;
+  audience: string;
+  claim?: { name: string; value: string };
+}
+
+/** Public-key algorithms only: a JWKS never holds the shared secret an HMAC token would need. */
+const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+const Discovery = z.object({ jwks_uri: z.url({ protocol: /^https?$/ }) });
+
+/** Checks an OIDC access token; `false` for a token that is not an operator's, throws when the provider is unreachable. */
+function oidcVerifier(oidc: OidcOperators, logger: Logger): (token: string) => Promise<boolean> {
+  let keys: Promise<JWTVerifyGetKey> | undefined;
+  const discover = async (): Promise<JWTVerifyGetKey> => {
+    const res = await fetch(`${oidc.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
+    if (!res.ok) throw new Error(`OIDC discovery answered ${res.status}`);
+    return createRemoteJWKSet(new URL(Discovery.parse(await res.json()).jwks_uri));
+  };
+  return async (token) => {
+    // Discovered once; a failed discovery is retried by the next call rather than remembered.
+    keys ??= discover().catch((err: unknown) => {
+      keys = undefined;
+      throw err;
+    });
+    let getKey: JWTVerifyGetKey;
+    try {
+      getKey = await keys;
+    } catch (err) {
+      logger.error({ err, issuer: oidc.issuer }, 'codec endpoint cannot reach the OIDC provider');
+      throw new HttpError(503, { detail: 'The OIDC provider that vouches for operators did not answer' });
+    }
+    try {
+      const { payload } = await jwtVerify(token, getKey, {
+        issuer: oidc.issuer,
+        audience: oidc.audience,
+        algorithms: JWT_ALGORITHMS,
+      });
+      if (!oidc.claim) return true;
+      const value: unknown = payload[oidc.claim.name];
+      return value === oidc.claim.value || (Array.isArray(value) && value.includes(oidc.claim.value));
+    } catch {
+      return false;
+    }
+  };
+}
+
+/**
+ * `Authorization: Bearer <token>` with one of `tokens` (compared in constant time), or, when `verifyJwt`
+ * is given, an operator's OIDC access token.
+ */
+function requireOperator(tokens: readonly string[], verifyJwt?: (token: string) => Promise<boolean>): RequestHandler {
   // Comparing digests keeps the comparison constant-time whatever the lengths.
   const digests = tokens.map(digest);
-  return (req, _res, next) => {
-    const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization')?.trim() ?? '');
-    const given = match ? digest(match[1]!) : undefined;
-    if (!given || !digests.some((d) => timingSafeEqual(d, given))) {
+  return async (req, _res, next) => {
+    const token = /^Bearer\s+(\S+)$/i.exec(req.get('authorization')?.trim() ?? '')?.[1];
+    const given = token === undefined ? undefined : digest(token);
+    const allowed =
+      token !== undefined &&
+      (digests.some((d) => timingSafeEqual(d, given!)) ||
+        (verifyJwt !== undefined && token.split('.').length === 3 && (await verifyJwt(token))));
+    if (!allowed) {
       throw new HttpError(
         401,
         { detail: "The codec endpoint needs an operator token: 'Authorization: Bearer <token>' (CODEC_AUTH_TOKENS)" },

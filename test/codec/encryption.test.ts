@@ -117,6 +117,17 @@ describe('PAYLOAD_ENCRYPTION_KEYS', () => {
     if (secret) expect((error as Error).message).not.toContain(secret);
   });
 
+  it('reads the OIDC operators settings, issuer and audience together', () => {
+    const env = { CODEC_OIDC_ISSUER: 'https://idp.example.com/', CODEC_OIDC_AUDIENCE: 'temporal-ui' };
+    expect(loadConfig({ ...env, CODEC_OIDC_CLAIM: 'groups=temporal-operators' }).codec.oidc).toEqual({
+      issuer: 'https://idp.example.com/',
+      audience: 'temporal-ui',
+      claim: { name: 'groups', value: 'temporal-operators' },
+    });
+    expect(() => loadConfig({ CODEC_OIDC_ISSUER: env.CODEC_OIDC_ISSUER })).toThrow(/go together/);
+    expect(() => loadConfig({ ...env, CODEC_OIDC_CLAIM: 'groups' })).toThrow(/CODEC_OIDC_CLAIM/);
+  });
+
   it('refuses a codec CORS origin that is not an http(s) URL', () => {
     expect(() => loadConfig({ CODEC_CORS_ORIGINS: 'ui.example.com' })).toThrow(/CODEC_CORS_ORIGINS/);
     expect(loadConfig({ CODEC_CORS_ORIGINS: 'https://ui.example.com/' }).codec.corsOrigins).toEqual([
