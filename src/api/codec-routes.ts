@@ -34,7 +34,7 @@ export interface CodecRoutesDeps {
   /** Also accept the OIDC access tokens the Web UI passes (`codec.passAccessToken`); omitted = static tokens only. */
   oidc?: OidcOperators;
   logger: Logger;
-  /** Largest request body. @default 4 MiB (what Temporal's gRPC frontend accepts per message) */
+  /** Largest request body. @default 8 MiB: a 4 MiB gRPC message (Temporal's limit) in base64, with room to spare */
   maxBodyBytes?: number;
 }
 
@@ -60,7 +60,7 @@ export function codecRoutes(deps: CodecRoutesDeps): Router {
       maxAge: 600,
     }),
   );
-  const parse = express.json({ limit: deps.maxBodyBytes ?? 4 * 1024 * 1024 });
+  const parse = express.json({ limit: deps.maxBodyBytes ?? 8 * 1024 * 1024 });
   const auth = requireOperator(deps.authTokens, deps.oidc && oidcVerifier(deps.oidc, deps.logger));
   const encodeOrder = [...deps.codecs];
   const decodeOrder = [...deps.codecs].reverse();
