@@ -88,10 +88,11 @@ describe("fal's official Python client, unmodified, behind a TLS proxy with a th
         PYTHONUNBUFFERED: '1',
       },
     });
+    // The waits end before the test's own timeout, so a failure shows the script's output (its traceback).
     try {
-      await script.waitFor(/^EVENT gated-in-progress$/m, 120_000);
+      await script.waitFor(/^EVENT gated-in-progress$/m, 75_000);
       gated.release({ released: true });
-      await script.waitFor(/^RESULT .*$/m, 120_000);
+      await script.waitFor(/^RESULT .*$/m, 75_000);
     } finally {
       await script.stop();
     }
@@ -139,5 +140,5 @@ describe("fal's official Python client, unmodified, behind a TLS proxy with a th
         expect.stringMatching(new RegExp(`^PUT /${GATED}/requests/[0-9a-f-]+/cancel$`)),
       ]),
     );
-  });
+  }, 180_000);
 });
