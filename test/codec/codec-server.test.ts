@@ -100,6 +100,16 @@ describe('payload encryption and the codec endpoint, with the Temporal Web UI po
     expect(await result.json()).toEqual({ echo: { prompt: SECRET_INPUT } });
   });
 
+  it('the delivery log and a redelivery read the encrypted memo and history through the codecs', async () => {
+    const log = (await (await stack.api(`/${MODEL}/requests/${requestId}/webhook`)).json()) as { url: string };
+    expect(log.url).toBe(`${hooks.url}/hook?token=${HOOK_TOKEN}`);
+    const redeliver = await stack.api(`/${MODEL}/requests/${requestId}/webhook/redeliver`, { method: 'POST' });
+    expect(redeliver.status).toBe(202);
+    const again = await hooks.nth(2);
+    expect(again.url).toBe(`/hook?token=${HOOK_TOKEN}`);
+    expect(JSON.stringify(again.json)).toContain(SECRET_INPUT);
+  });
+
   it('status polls still show the run logs, which travel encrypted in activity heartbeats', async () => {
     const { request_id } = await submitJson(stack, `/${GATED}`, { prompt: SECRET_INPUT });
     const logs = await eventually(async () => {
