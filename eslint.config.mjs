@@ -20,7 +20,9 @@ export default tseslint.config(
     },
   },
   {
-    // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no activity implementations.
+    // Workflow code runs in Temporal's deterministic sandbox, and everything the sandbox loads lives under
+    // src/workflows/: no Node built-ins, no Node-side SDK packages, activities only as types, nothing from the rest
+    // of src/ (Node code).
     files: ['src/workflows/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [
@@ -29,15 +31,23 @@ export default tseslint.config(
           patterns: [
             { group: ['node:*'], message: 'Workflows must not import Node built-ins.' },
             {
-              group: ['../activities', '../activities/*'],
+              group: ['**/activities', '**/activities/*'],
               allowTypeImports: true,
               message: 'Workflows import activities only as types.',
             },
+            {
+              group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity', '@temporalio/testing'],
+              message: 'Workflows use @temporalio/workflow and @temporalio/common only.',
+            },
+            {
+              regex:
+                '^\\.\\./\\.\\./(?!activities)|^\\.\\./(?!\\.\\./|activities|shared|inference-request|webhook-delivery|admission-queue|file-sweep)',
+              message: 'Sandbox code imports only from src/workflows/ (and activities as types).',
+            },
           ],
-          paths: ['fs', 'path', 'http', 'https', 'crypto', 'os', 'child_process', 'net', 'dns'].map((name) => ({
-            name,
-            message: 'Workflows must not import Node built-ins.',
-          })),
+          paths: ['fs', 'path', 'http', 'https', 'crypto', 'os', 'child_process', 'net', 'dns', 'events', 'timers'].map(
+            (name) => ({ name, message: 'Workflows must not import Node built-ins.' }),
+          ),
         },
       ],
     },

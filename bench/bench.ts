@@ -555,7 +555,9 @@ function designDigest(): string {
   const hash = createHash('sha256');
   const files = [
     'src/client/requests.ts',
-    ...readdirSync(join(projectRoot, 'src/workflows')).map((f) => `src/workflows/${f}`),
+    ...readdirSync(join(projectRoot, 'src/workflows'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => `src/workflows/${f}`),
   ];
   for (const file of files.sort()) hash.update(file).update(readFileSync(join(projectRoot, file)));
   return hash.digest('hex').slice(0, 12);

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { bundleWorkflowCode, type BundleOptions } from '@temporalio/worker';
-import { quietBundlerLogger, workflowBundleOptions } from '../src/workers';
+import { quietBundlerLogger, workflowBundleOptions } from '../src/worker-set';
 
 /** The repository root: services are started from here, as `npm start` would. */
 export const projectRoot = resolve(__dirname, '..');

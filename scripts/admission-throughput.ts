@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
-import { createAdmissionActivities } from '../src/activities/admission';
-import { AdmissionClient } from '../src/client/admission';
+import { createAdmissionActivities } from '../src/activities/admission-signals';
+import { AdmissionClient } from '../src/client/admission-client';
 import { loadConfig } from '../src/config';
 import { ModelRegistry } from '../src/models/registry';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
@@ -25,8 +25,9 @@ import { startServer } from '../src/server';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { startDevServer } from '../src/temporal/dev-server';
 import { installTemporalRuntime } from '../src/temporal/runtime';
-import { startWorkers } from '../src/worker';
-import { admissionQueue, admissionStatsQuery, admissionWorkflowId } from '../src/workflows';
+import { startWorkers } from '../src/worker-set';
+import { admissionQueue } from '../src/workflows';
+import { admissionStatsQuery, admissionWorkflowId } from '../src/workflows/admission-queue/messages';
 
 const KEY = 'bench:bench-secret';
 

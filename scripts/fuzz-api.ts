@@ -28,8 +28,8 @@ import { startServer } from '../src/server';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { startDevServer } from '../src/temporal/dev-server';
 import { installTemporalRuntime } from '../src/temporal/runtime';
-import { createActivityDeps } from '../src/worker';
-import { createWorkers, loadWorkflowBundle } from '../src/workers';
+import { createActivityDeps } from '../src/worker-set';
+import { createWorkers, loadWorkflowBundle } from '../src/worker-set';
 
 const SCHEMATHESIS_VERSION = '4.32.5';
 const CHECKS = 'not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance';

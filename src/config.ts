@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import ipaddr from 'ipaddr.js';
+import { parseRate, type Rate } from './api/rate-limit';
 import { parseEncryptionKeys, type EncryptionKey } from './codec/encryption';
 import { parseEgressAllow } from './egress/policy';
 
@@ -63,6 +65,41 @@ const Schedule = z.string().transform((raw, ctx) => {
   return delays as number[];
 });
 
+/** `N/duration`, e.g. `10/10m`: at most N at once, N more over each duration. */
+const RateSpec = z.string().transform((raw, ctx) => {
+  const rate = parseRate(raw, parseDuration);
+  if (!rate) {
+    ctx.addIssue({ code: 'custom', message: `"${raw}" is not a rate like 10/10m (N per duration)` });
+    return z.NEVER;
+  }
+  return rate;
+});
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * Express's `trust proxy`: unset/`false`, `true` (any proxy), a hop count, or a comma-separated list
+ * of addresses, CIDR ranges and the names `loopback`, `linklocal`, `uniquelocal`.
+ */
+const TrustProxy = z
+  .string()
+  .default('false')
+  .transform((raw, ctx): boolean | number | string => {
+    const value = raw.trim();
+    if (value === '' || value === 'false') return false;
+    if (value === 'true') return true;
+    if (/^\d+$/.test(value)) return Number(value);
+    const bad = value
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => !PROXY_NAMES.has(entry) && !ipaddr.isValid(entry) && !ipaddr.isValidCIDR(entry));
+    if (bad.length > 0) {
+      ctx.addIssue({ code: 'custom', message: `not an address, CIDR range or loopback/linklocal/uniquelocal: ${bad}` });
+      return z.NEVER;
+    }
+    return value;
+  });
+
 /** Every environment variable the service reads. The configuration table in docs/operations.md mirrors this schema. */
 export const EnvSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
@@ -70,6 +107,9 @@ export const EnvSchema = z.object({
   PUBLIC_BASE_URL: optionalString.pipe(z.url().optional()),
   API_KEYS: ApiKeys.prefault(LOCAL_DEV_KEY),
   MAX_BODY_BYTES: positiveInt.default(20 * 1024 * 1024),
+  TRUST_PROXY: TrustProxy,
+  REDELIVER_RATE_PER_REQUEST: RateSpec.prefault('10/10m'),
+  REDELIVER_RATE_PER_OWNER: RateSpec.prefault('300/1h'),
 
   TEMPORAL_ADDRESS: optionalString.pipe(
     z
@@ -178,7 +218,16 @@ export interface ApiKey {
 
 /** Parsed configuration; entry points build it once with {@link loadConfig}, tests pass plain objects. */
 export interface Config {
-  http: { host: string; port: number; publicBaseUrl?: string; maxBodyBytes: number };
+  http: {
+    host: string;
+    port: number;
+    publicBaseUrl?: string;
+    maxBodyBytes: number;
+    /** Express's `trust proxy`: whose `X-Forwarded-*` headers build our URLs. */
+    trustProxy: boolean | number | string;
+    /** Token buckets of webhook redelivery, per request and per owner. */
+    redelivery: { perRequest: Rate; perOwner: Rate };
+  };
   apiKeys: ApiKey[];
   temporal: {
     /** Unset means "start the embedded dev server" in the dev launcher, and 127.0.0.1:7233 elsewhere. */
@@ -277,7 +326,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
   const tlsFile = (name: 'TEMPORAL_TLS_CERT_PATH' | 'TEMPORAL_TLS_KEY_PATH' | 'TEMPORAL_TLS_CA_PATH') =>
     e[name] === undefined ? undefined : readablePem(name, resolve(cwd, e[name]));
   return {
-    http: { host: e.HOST, port: e.PORT, publicBaseUrl: e.PUBLIC_BASE_URL, maxBodyBytes: e.MAX_BODY_BYTES },
+    http: {
+      host: e.HOST,
+      port: e.PORT,
+      publicBaseUrl: e.PUBLIC_BASE_URL,
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      trustProxy: e.TRUST_PROXY,
+      redelivery: { perRequest: e.REDELIVER_RATE_PER_REQUEST, perOwner: e.REDELIVER_RATE_PER_OWNER },
+    },
     apiKeys: e.API_KEYS,
     temporal: {
       address: e.TEMPORAL_ADDRESS,

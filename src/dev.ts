@@ -6,7 +6,7 @@ import { SEARCH_ATTRIBUTE_CLI_TYPES } from './observability/search-attributes';
 import { startServer } from './server';
 import { ensureTemporalCli } from './temporal/cli';
 import { startDevServer, type DevServer } from './temporal/dev-server';
-import { startWorkers } from './worker';
+import { startWorkers } from './worker-set';
 import { installTemporalRuntime } from './temporal/runtime';
 
 /**

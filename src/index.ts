@@ -1,19 +1,26 @@
 /**
- * The package's public surface, for applications that embed the queue: register our workflows and
- * activities in a Temporal worker you already run, mount the API in your own process, or drive
- * requests from code. README "Embedding" shows a worker that does so; `test/embedding` runs it.
+ * `fal-queue-temporal`: the package's main entry, for applications that embed the queue. Register our
+ * workflows and activities in a Temporal worker you already run and drive requests from code. The other
+ * entry points: `fal-queue-temporal/workflows` (what your workflow bundle re-exports),
+ * `fal-queue-temporal/api` (the Express app) and `fal-queue-temporal/testing` (our workflows in your
+ * tests). docs/embedding.md shows a worker that does all this; test/embedding runs it from the packed package.
+ *
+ * Loading this entry loads neither Express nor the optional parts (TensorFlow.js, Swagger UI).
  */
 
+export { VERSION, PACKAGE_NAME } from './version';
+
 // Workflows: what `Worker.create({ workflowsPath })` or `bundleWorkflowCode` needs.
-export { workflowsPath, workflowBundleOptions, createWorkers, loadWorkflowBundle } from './workers';
-export type { WorkerSetOptions } from './workers';
-export type { InferenceRequestInput, RequestProgress, DeliveryReport, WebhookDeliveryInput } from './workflows';
+export { workflowsPath, workflowBundleOptions, createWorkers, loadWorkflowBundle } from './worker-set';
+export type { WorkerSetOptions } from './worker-set';
+export type { InferenceRequestInput, RequestProgress } from './workflows/inference-request/messages';
+export type { DeliveryReport, WebhookDeliveryInput } from './workflows/webhook-delivery/messages';
 
 // Activities: build them once per worker process with their dependencies.
 export { createActivities } from './activities';
 export type { Activities, ActivityDeps } from './activities';
-export { createActivityDeps, startWorkers } from './worker';
-export type { RunningWorkers } from './worker';
+export { createActivityDeps, startWorkers } from './worker-set';
+export type { RunningWorkers } from './worker-set';
 
 // Task queues: requests run on the control queue, each model's inference on its own queue.
 export { modelTaskQueue, ModelRegistry, ModelsFileError } from './models/registry';
@@ -21,18 +28,13 @@ export type { ModelDefinition, ModelsFile } from './models/registry';
 export { createModelRunners } from './models/runners';
 export type { ModelRunner, ModelContext } from './models/types';
 
-// The HTTP API and the typed client behind it.
-export { createApp } from './api/app';
-export type { AppDeps } from './api/app';
-export { apiRoutes, apiDocument } from './api/openapi-routes';
-export { buildOpenApiDocument } from './api/openapi';
-export type { RouteDoc, ResponseDoc } from './api/openapi';
-export { startServer } from './server';
-export type { RunningServer } from './server';
+// The typed client the API is built on (the API itself: `fal-queue-temporal/api`).
 export { RequestsClient } from './client/requests';
+export { ensureFileSweeper } from './client/file-sweeper';
 export type { RequestView, SubmitRequest, SubmitResult, RequestsClientOptions } from './client/requests';
-export { QueueStatus, RequestErrorType } from './domain/request';
-export type { RequestOutcome, LogEntry, WebhookBody } from './domain/request';
+export { QueueStatus } from './workflows/shared/request';
+export { RequestErrorType } from './workflows/shared/errors';
+export type { RequestOutcome, LogEntry, WebhookBody } from './workflows/shared/request';
 
 // Payload encryption: give your own clients and workers the same codecs (`dataConverter`) as ours.
 export {
@@ -49,19 +51,13 @@ export type { CodecRoutesDeps } from './api/codec-routes';
 // Configuration and connection.
 export { loadConfig, EnvSchema, ConfigError } from './config';
 export type { Config } from './config';
-export { temporalConnectionOptions } from './temporal/connection';
+export { temporalConnectionOptions, connectToTemporal, TemporalConnectError } from './temporal/connection';
+export { createLogger } from './logger';
 
 // Observability.
 export { createMetrics, processMetrics } from './observability/metrics';
 export type { QueueMetrics } from './observability/metrics';
 export { workerObservability, workflowInterceptorModules } from './observability/worker-observability';
 export type { WorkerObservability } from './observability/worker-observability';
-export {
-  FalErrorType,
-  FalModelId,
-  FalOwner,
-  FalState,
-  FalStateValue,
-  REQUEST_SEARCH_ATTRIBUTES,
-  searchAttributeCreateCommands,
-} from './observability/search-attributes';
+export { FalErrorType, FalModelId, FalOwner, FalState, FalStateValue } from './workflows/shared/search-attributes';
+export { REQUEST_SEARCH_ATTRIBUTES, searchAttributeCreateCommands } from './observability/search-attributes';

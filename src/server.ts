@@ -7,8 +7,8 @@ import type { Logger } from 'pino';
 import type { Express } from 'express';
 import { createApp } from './api/app';
 import { StatusWatchers } from './api/status-watchers';
-import { createPayloadCodecs, dataConverterFor } from './codec';
 import { RequestsClient } from './client/requests';
+import { createPayloadCodecs, dataConverterFor } from './codec';
 import { LOCAL_DEV_KEY, loadConfig, type Config } from './config';
 import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
@@ -23,21 +23,41 @@ export interface RunningServer {
   /** Where it listens, e.g. `http://127.0.0.1:8080`. */
   url: string;
   server: Server;
-  /** The Express app it serves (tests walk its routes). */
+  /** The Express app it serves. */
   app: Express;
   /** The polls behind open status streams and synchronous runs (one per watched request). */
   statusWatchers: StatusWatchers;
   stop(): Promise<void>;
 }
 
-/** Connects one Temporal client for the process and serves the queue API on config.http. */
-export async function startServer(config: Config, registry: ModelRegistry, logger: Logger): Promise<RunningServer> {
-  if (config.apiKeys.some((k) => `${k.id}:${k.secret}` === LOCAL_DEV_KEY)) {
-    logger.warn(
-      `API_KEYS is unset: accepting the local development key "${LOCAL_DEV_KEY}"; set API_KEYS in production`,
-    );
-  }
-  const connection = await connectToTemporal(config.temporal, (options) => Connection.connect(options));
+/** The queue API built by {@link createQueueApi}, not yet listening. */
+export interface QueueApi {
+  /** The Express app of the queue API: listen on it, or mount it in an app of your own (`app.use(api.app)`). */
+  app: Express;
+  /** The polls behind open status streams and synchronous runs (one per watched request). */
+  statusWatchers: StatusWatchers;
+  /**
+   * Ends open status streams (which would keep `server.close()` waiting) and the background status reads. Call
+   * it when your server shuts down; the Temporal connection stays yours to close.
+   */
+  close(): Promise<void>;
+}
+
+/** What {@link createQueueApi} needs: the process's one Temporal connection and the configuration. */
+export interface QueueApiOptions {
+  /** A client connection (`Connection.connect`), open for as long as the API serves; the API's client uses it. */
+  connection: Connection;
+  config: Config;
+  registry: ModelRegistry;
+  logger: Logger;
+}
+
+/**
+ * Builds the queue API on an existing Temporal connection, without listening: {@link startServer} serves it, and an
+ * application that embeds the queue mounts `app` in its own Express app. Reads the webhook signing keys
+ * (`WEBHOOK_KEYS_DIR`), creating them on first use.
+ */
+export async function createQueueApi({ connection, config, registry, logger }: QueueApiOptions): Promise<QueueApi> {
   // The same codec chain as the workers': requests are encrypted before they leave this process.
   const codecs = createPayloadCodecs(config);
   if (codecs.length > 0 && config.codec.authTokens.length === 0 && !config.codec.oidc) {
@@ -48,12 +68,6 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     namespace: config.temporal.namespace,
     dataConverter: dataConverterFor(codecs),
   });
-  if (config.temporal.searchAttributes) {
-    await assertSearchAttributes(connection, config.temporal.namespace).catch(async (err: unknown) => {
-      await connection.close();
-      throw err;
-    });
-  }
   const metrics = processMetrics();
   const removeQueueProbe = metrics.addQueueProbe(
     queueDepthProbe(connection, {
@@ -103,6 +117,8 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     logger,
     maxBodyBytes: config.http.maxBodyBytes,
     publicBaseUrl: config.http.publicBaseUrl,
+    trustProxy: config.http.trustProxy,
+    redeliveryLimits: config.http.redelivery,
     watchers,
     streamKeepAliveMs: config.statusStream.keepAliveMs,
     maxUploadBytes: config.inputs.maxBytes,
@@ -119,7 +135,37 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
           }
         : undefined,
   });
-  const server = app.listen(config.http.port, config.http.host);
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    statusWatchers: watchers,
+    close() {
+      closing ??= (async () => {
+        watchers.close();
+        await requests.close();
+        removeQueueProbe();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Connects one Temporal client for the process and serves the queue API on config.http. */
+export async function startServer(config: Config, registry: ModelRegistry, logger: Logger): Promise<RunningServer> {
+  if (config.apiKeys.some((k) => `${k.id}:${k.secret}` === LOCAL_DEV_KEY)) {
+    logger.warn(
+      `API_KEYS is unset: accepting the local development key "${LOCAL_DEV_KEY}"; set API_KEYS in production`,
+    );
+  }
+  const connection = await connectToTemporal(config.temporal, (options) => Connection.connect(options));
+  if (config.temporal.searchAttributes) {
+    await assertSearchAttributes(connection, config.temporal.namespace).catch(async (err: unknown) => {
+      await connection.close();
+      throw err;
+    });
+  }
+  const api = await createQueueApi({ connection, config, registry, logger });
+  const server = api.app.listen(config.http.port, config.http.host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;
@@ -128,18 +174,17 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
   return {
     url,
     server,
-    app,
-    statusWatchers: watchers,
+    app: api.app,
+    statusWatchers: api.statusWatchers,
     stop() {
       stopping ??= (async () => {
         // Ends open status streams and synchronous waits, which would otherwise hold the server open.
-        watchers.close();
+        api.statusWatchers.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
         });
-        await requests.close();
-        removeQueueProbe();
+        await api.close();
         await connection.close();
       })();
       return stopping;

@@ -5,7 +5,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server';
-import { quietBundlerLogger, workflowBundleOptions } from '../src/workers';
+import { quietBundlerLogger, workflowBundleOptions } from '../src/worker-set';
 
 declare global {
   var __TEMPORAL_DEV_SERVER__: DevServer | undefined;

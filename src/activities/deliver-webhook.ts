@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { WebhookBody } from '../domain/request';
+import type { WebhookBody } from '../workflows/shared/request';
 import type { EgressFetch } from '../egress/agent';
 import type { WebhookSigner } from '../webhooks/signing';
 
@@ -57,13 +57,14 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
     });
     const started = performance.now();
     const latency = () => Math.round(performance.now() - started);
+    const timeout = AbortSignal.timeout(input.timeoutMs);
     try {
       const response = await deps.fetch(input.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'user-agent': deps.userAgent, ...signature },
         body: raw,
         redirect: 'manual',
-        signal: AbortSignal.timeout(input.timeoutMs),
+        signal: timeout,
       });
       // The body is not needed, but reading it lets the connection be reused.
       await response.arrayBuffer().catch(() => undefined);
@@ -78,8 +79,8 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
             : undefined,
       };
     } catch (err) {
-      const error = err as Error;
-      const message = error.name === 'TimeoutError' ? `timed out after ${input.timeoutMs} ms` : describe(error);
+      // The attempt's own deadline, known by its signal rather than by the error's name.
+      const message = timeout.aborted ? `timed out after ${input.timeoutMs} ms` : describe(err as Error);
       return { delivered: false, error: message, latencyMs: latency() };
     }
   };

@@ -1,4 +1,4 @@
-import { createAdmissionActivities, type AdmissionActivityDeps } from './admission';
+import { createAdmissionActivities, type AdmissionActivityDeps } from './admission-signals';
 import { createDeliverWebhook, type DeliverWebhookDeps } from './deliver-webhook';
 import { createRunInference, type RunInferenceDeps } from './run-inference';
 import { createSweepExpiredFiles } from './sweep-files';
@@ -20,4 +20,4 @@ export type Activities = ReturnType<typeof createActivities>;
 export type { RunInferenceInput, InferenceResult, InferenceFailureDetails, InferenceHeartbeat } from './run-inference';
 export type { DeliverWebhookInput, DeliveryAttemptResult } from './deliver-webhook';
 export type { SweepExpiredFilesInput, SweepResult } from './sweep-files';
-export type { ReleaseSlotInput, GrantSlotsInput, GrantSlotsResult } from './admission';
+export type { ReleaseSlotInput, GrantSlotsInput, GrantSlotsResult } from './admission-signals';

@@ -1,6 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { ErrorType } from '../errors';
-import type { LogEntry, LogLevel } from '../domain/request';
+import { asRunnerError } from '../errors';
+import { ErrorType } from '../workflows/shared/errors';
+import type { LogEntry, LogLevel } from '../workflows/shared/request';
 import type { FetchedInput, ModelContext, ModelRunner } from '../models/types';
 import type { LocalFileStore } from '../storage/file-store';
 
@@ -106,35 +107,25 @@ export function createRunInference(deps: RunInferenceDeps) {
   };
 }
 
-/** Maps a runner's local error to the failure type the workflow decides on. */
+/**
+ * Maps a runner's error to the failure the workflow decides on: a `RunnerError` names its failure type (and
+ * whether it is retryable); anything else is an unexpected failure, retried, reported as a runner error.
+ */
 function toFailure(err: unknown, logs: LogEntry[]): ApplicationFailure {
-  const error = err instanceof Error ? err : new Error(String(err));
-  const details = (detail?: unknown): InferenceFailureDetails[] => [{ logs, detail }];
-  switch (error.name) {
-    case 'InputValidationError':
-      return ApplicationFailure.create({
-        message: error.message,
-        type: ErrorType.InputValidation,
-        nonRetryable: true,
-        details: details((error as Error & { detail: unknown }).detail),
-      });
-    case 'BackendNotConfiguredError':
-      return ApplicationFailure.create({
-        message: error.message,
-        type: ErrorType.NotConfigured,
-        nonRetryable: true,
-        details: details(),
-      });
-    case 'BackendError': {
-      const retryable = (error as Error & { retryable: boolean }).retryable;
-      return ApplicationFailure.create({
-        message: error.message,
-        type: retryable ? ErrorType.BackendUnavailable : ErrorType.BackendRejected,
-        nonRetryable: !retryable,
-        details: details(),
-      });
-    }
-    default:
-      return ApplicationFailure.create({ message: error.message, type: error.name, details: details(), cause: error });
+  const runnerError = asRunnerError(err);
+  if (runnerError) {
+    return ApplicationFailure.create({
+      message: runnerError.message,
+      type: runnerError.failureType,
+      nonRetryable: !runnerError.retryable,
+      details: [{ logs, detail: runnerError.detail } satisfies InferenceFailureDetails],
+    });
   }
+  const error = err instanceof Error ? err : new Error(String(err));
+  return ApplicationFailure.create({
+    message: error.message,
+    type: error.name,
+    details: [{ logs } satisfies InferenceFailureDetails],
+    cause: error,
+  });
 }

@@ -6,21 +6,26 @@ import type { ModelRegistry } from '../models/registry';
 import type { LocalFileStore } from '../storage/file-store';
 import { processMetrics, type QueueMetrics } from '../observability/metrics';
 import { requestLogging } from '../observability/http-logging';
+import { apiDocument, apiRoutes, type RouteDeps } from './api-routes';
 import { requireKey } from './auth';
 import { codecRoutes, type CodecRoutesDeps } from './codec-routes';
-import { apiDocument } from './openapi-routes';
-import { opsRoutes } from './routes/ops';
 import { errorHandler } from './error-handler';
 import { HttpError } from './http-error';
-import { fileRoutes } from './routes/files';
-import { queueRoutes } from './routes/queue';
-import { runRoutes } from './routes/run';
-import { storageRoutes, uploadRoutes } from './routes/storage';
-import { streamRoutes } from './routes/stream';
+import { PairedLimit, TokenBuckets, type Rate } from './rate-limit';
+import { mountRoutes } from './route';
+import { docsAssets } from './routes/ops';
 import type { StatusWatchers } from './status-watchers';
 import type { WebhookDeliveries } from '../webhooks/deliveries';
 import type { WebhookKeys } from '../webhooks/keys';
-import { jwksRoutes, webhookRoutes } from './routes/webhooks';
+
+/** Express's `trust proxy` values: `true`, a hop count, or addresses / subnets / `loopback` etc. */
+export type TrustProxy = boolean | number | string;
+
+/** Default redelivery limits: a receiver being debugged gets a few at once; an owner a few hundred an hour. */
+export const DEFAULT_REDELIVERY_LIMITS = {
+  perRequest: { burst: 10, periodMs: 10 * 60_000 },
+  perOwner: { burst: 300, periodMs: 3_600_000 },
+} as const satisfies Record<string, Rate>;
 
 export interface AppDeps {
   /** Series `/metrics` serves; default: this process's ({@link processMetrics}). */
@@ -34,6 +39,11 @@ export interface AppDeps {
   logger: Logger;
   maxBodyBytes: number;
   publicBaseUrl?: string;
+  /**
+   * Express's `trust proxy` (`TRUST_PROXY`): which proxies' `X-Forwarded-Proto` / `X-Forwarded-Host`
+   * build the URLs we hand out when `publicBaseUrl` is unset. @default false
+   */
+  trustProxy?: TrustProxy;
   /** Shared polls of request state behind the status stream and the synchronous run. */
   watchers: StatusWatchers;
   /** Longest silence on a status stream before a keep-alive comment. */
@@ -44,37 +54,54 @@ export interface AppDeps {
   webhooks: WebhookDeliveries;
   /** Webhook signing keys: the public JWKS and each owner's Standard Webhooks secret. */
   webhookKeys: WebhookKeys;
+  /** Token buckets of `POST .../webhook/redeliver`. @default {@link DEFAULT_REDELIVERY_LIMITS} */
+  redeliveryLimits?: { perRequest: Rate; perOwner: Rate };
+  /** Clock of the rate limits. @default Date.now */
+  now?: () => number;
   /** The codec endpoint for operators (`/codec/encode`, `/codec/decode`); omitted = not served (no payload codecs). */
   codec?: CodecRoutesDeps;
 }
 
-/** Builds the Express app of the queue API; listening is the caller's business (see `server.ts`). */
+/** Builds the Express app of the queue API from the route table; listening is the caller's business (see `server.ts`). */
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.set('trust proxy', deps.trustProxy ?? false);
+
+  const limits = deps.redeliveryLimits ?? DEFAULT_REDELIVERY_LIMITS;
+  const routeDeps: RouteDeps = {
+    ...deps,
+    metrics: deps.metrics ?? processMetrics(),
+    readiness: deps.readiness ?? (async () => undefined),
+    openapi: apiDocument(),
+    redeliveryLimit: new PairedLimit(
+      new TokenBuckets(limits.perRequest, deps.now),
+      new TokenBuckets(limits.perOwner, deps.now),
+    ),
+  };
+  const mount = { maxBodyBytes: deps.maxBodyBytes };
 
   app.use(requestLogging(deps.logger));
   app.use(
-    opsRoutes({
-      metrics: deps.metrics ?? processMetrics(),
-      readiness: deps.readiness ?? (async () => undefined),
-      openapi: apiDocument(),
-    }),
+    mountRoutes(
+      apiRoutes.filter((route) => !route.auth),
+      routeDeps,
+      mount,
+    ),
   );
-  app.use(fileRoutes(deps.fileStore));
-  app.use(jwksRoutes(deps.webhookKeys));
-  app.use(uploadRoutes(deps));
+  app.use(docsAssets());
   // Operator auth of its own, checked before its body is read; never the tenants' API keys.
   if (deps.codec) app.use(codecRoutes(deps.codec));
-  app.use(express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
+  // Every other path needs the key, checked before any body is read: anonymous clients cannot make us parse.
   app.use(requireKey(deps.apiKeys));
-  // Before the queue routes, whose submit would read these paths as model ids.
-  app.use(storageRoutes(deps));
-  app.use(webhookRoutes(deps));
-  app.use(runRoutes(deps));
-  app.use(streamRoutes({ ...deps, keepAliveMs: deps.streamKeepAliveMs }));
-  app.use(queueRoutes(deps));
+  app.use(
+    mountRoutes(
+      apiRoutes.filter((route) => route.auth),
+      routeDeps,
+      mount,
+    ),
+  );
   app.use(() => {
     throw HttpError.notFound('Not found');
   });

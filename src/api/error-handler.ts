@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { HttpError } from './http-error';
+import { TOO_DEEP } from './json-body';
 
 /** body-parser's error types, which are all the client's doing. */
 const BODY_ERRORS: Record<string, (err: { limit?: number; message: string }) => HttpError> = {
@@ -8,6 +9,8 @@ const BODY_ERRORS: Record<string, (err: { limit?: number; message: string }) => 
   'entity.too.large': (err) =>
     new HttpError(413, { detail: `Request body is larger than the limit of ${err.limit} bytes` }),
   'entity.verify.failed': (err) => new HttpError(400, { detail: err.message }),
+  [TOO_DEEP]: (err) =>
+    new HttpError(422, { detail: [{ loc: ['body'], msg: err.message, type: 'value_error.jsondepth' }] }),
   'request.aborted': () => new HttpError(400, { detail: 'Request aborted while the body was read' }),
   'request.size.invalid': () => new HttpError(400, { detail: 'Request body size does not match Content-Length' }),
   'charset.unsupported': (err) => new HttpError(415, { detail: err.message }),
@@ -31,8 +34,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
           : isTemporalUnavailable(err)
             ? new HttpError(503, { detail: 'The queue backend (Temporal) is unavailable; try again shortly' })
             : undefined;
-    if (!mapped || mapped.status >= 500)
-      logger.error({ err, method: req.method, url: req.originalUrl }, 'request failed');
+    // The path only: query strings carry secrets (`fal_webhook` URLs, upload `?token=`).
+    if (!mapped || mapped.status >= 500) logger.error({ err, method: req.method, path: req.path }, 'request failed');
     const error = mapped ?? new HttpError(500, { detail: 'Internal server error' });
     res.status(error.status).set(error.headers).json(error.body);
   };

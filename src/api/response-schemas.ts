@@ -1,11 +1,13 @@
 /**
- * The shapes the API answers with, as zod schemas for the OpenAPI document (`src/api/openapi-routes.ts`).
+ * The shapes the API answers with, as zod schemas for the OpenAPI document (the route table,
+ * `src/api/api-routes.ts`).
  * Routes build their bodies with plain code (`status-body.ts`, `result-body.ts`, the routes); the
  * schemathesis run in CI checks live answers against these, so the two cannot drift apart unnoticed.
  */
 import { z } from 'zod';
-import { LogLevel, QueueStatus, RequestErrorType } from '../domain/request';
-import { DeliveryState } from '../workflows/webhook-delivery';
+import { RequestErrorType } from '../workflows/shared/errors';
+import { LogLevel, QueueStatus } from '../workflows/shared/request';
+import { DeliveryState } from '../workflows/webhook-delivery/messages';
 
 const values = <T extends Record<string, string>>(table: T) => Object.values(table) as [T[keyof T], ...T[keyof T][]];
 
@@ -121,7 +123,7 @@ export const WebhookDeliveryLog = z
   .meta({ id: 'WebhookDeliveryLog' });
 
 export const RedeliveryAccepted = z.object({ status: z.literal('REDELIVERY_REQUESTED'), webhook_id: z.string() });
-export const WebhookSecret = z.object({ owner: z.string(), secret: z.string() });
+export const WebhookSecret = z.object({ owner: z.string(), secret: z.string(), next_secret: z.string().optional() });
 export const Jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).meta({ id: 'Jwks' });
 
 export const UploadInitiated = z.object({ upload_url: z.url(), file_url: z.url() });
@@ -137,4 +139,6 @@ export const StoredFile = z
   .meta({ id: 'File' });
 
 export const Health = z.object({ status: z.literal('ok') });
+/** `/healthz`: up, and which version of fal-queue-temporal serves the API. */
+export const Liveness = Health.extend({ version: z.string() });
 export const NotReady = z.object({ status: z.literal('unavailable'), detail: z.string() });

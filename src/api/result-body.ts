@@ -1,5 +1,5 @@
 import type { Response } from 'express';
-import type { RequestOutcome } from '../domain/request';
+import type { RequestOutcome } from '../workflows/shared/request';
 
 /**
  * Answers with a finished request's result, as `GET .../requests/{id}` and the synchronous run both

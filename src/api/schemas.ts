@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { MODEL_ID_SEGMENT } from '../models/registry';
 
-const Segment = z.string().regex(/^[A-Za-z0-9][\w.-]*$/, 'not a valid model id segment');
+const Segment = z.string().regex(MODEL_ID_SEGMENT, 'not a valid model id segment');
 
 /** `POST /{owner}/{app}[/{path...}]` */
 export const SubmitParams = z.object({
@@ -46,6 +47,12 @@ export const FileParams = z.object({ fileId: z.string(), fileName: z.string() })
 export type FileParams = z.infer<typeof FileParams>;
 
 /**
+ * Longest lifetime a client may ask for its files: ten years. Dates much further out cannot be
+ * written (`toISOString` throws above year 275760), which used to fail every save of the request.
+ */
+export const MAX_EXPIRATION_SECONDS = 10 * 365 * 24 * 3600;
+
+/**
  * fal's object lifecycle preference, a JSON header: `{"expiration_duration_seconds": N}` sets how long
  * the files a request (or an upload) stores are kept. Other keys fal knows (`initial_acl`) are ignored.
  */
@@ -59,7 +66,11 @@ export const ObjectLifecycle = z
       return z.NEVER;
     }
   })
-  .pipe(z.object({ expiration_duration_seconds: z.number().int().positive().optional() }));
+  .pipe(
+    z.object({
+      expiration_duration_seconds: z.number().int().positive().max(MAX_EXPIRATION_SECONDS).optional(),
+    }),
+  );
 export type ObjectLifecycle = z.infer<typeof ObjectLifecycle>;
 
 /** fal's boolean headers: `1|true|yes` or `0|false|no`, any case. */
@@ -84,9 +95,22 @@ export const SubmitHeaders = z.object({
 });
 export type SubmitHeaders = z.infer<typeof SubmitHeaders>;
 
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+
+/**
+ * A MIME type as HTTP carries it: `type/subtype`, optionally with `; name=value` parameters, all in
+ * RFC 9110 tokens. So nothing a header cannot carry (CR, LF, non-Latin-1) gets stored as a file's type.
+ */
+export const MIME_TYPE = new RegExp(`^${TOKEN}/${TOKEN}([ \\t]*;[ \\t]*${TOKEN}=${TOKEN})*$`);
+
 /** `POST /storage/upload/initiate` */
 export const UploadInitiateBody = z.object({
-  content_type: z.string().min(1).max(255).default('application/octet-stream'),
+  content_type: z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(MIME_TYPE, 'must be a MIME type like image/png or text/plain; charset=utf-8')
+    .default('application/octet-stream'),
   file_name: z.string().min(1).max(1000).default('file'),
 });
 export type UploadInitiateBody = z.infer<typeof UploadInitiateBody>;

@@ -1,5 +1,14 @@
-import { QueueStatus } from '../domain/request';
+import type { Request } from 'express';
+import { QueueStatus } from '../workflows/shared/request';
 import type { RequestView } from '../client/requests';
+
+/**
+ * The base of the URLs we hand out: the configured public URL, else how this request reached us. With
+ * Express's `trust proxy` set (`TRUST_PROXY`), that honours `X-Forwarded-Proto` and `X-Forwarded-Host`.
+ */
+export function baseUrlOf(req: Request, publicBaseUrl: string | undefined): string {
+  return publicBaseUrl ?? `${req.protocol}://${req.host}`;
+}
 
 /** The three URLs fal returns with every status, built from the app's base URL. */
 export function requestUrls(base: string, appId: string, requestId: string) {

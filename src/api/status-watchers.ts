@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RequestsClient, RequestView } from '../client/requests';
-import { QueueStatus } from '../domain/request';
+import { QueueStatus } from '../workflows/shared/request';
 
 /** What a watcher hears: the request's state at each poll, that it is gone, or that the API is shutting down. */
 export type WatchEvent = { type: 'view'; view: RequestView } | { type: 'gone' } | { type: 'shutdown' };

@@ -1,4 +1,4 @@
-import type { RequestHandler, Response } from 'express';
+import type { RequestHandler } from 'express';
 import type { z } from 'zod';
 import { zodIssuesToDetail } from '../models/input-validation';
 import { HttpError } from './http-error';
@@ -12,11 +12,6 @@ export interface RequestSchemas {
 }
 
 type Part = keyof RequestSchemas;
-
-/** What {@link validate} leaves for the handler: each part parsed by its schema. */
-export type Validated<S extends RequestSchemas> = {
-  [K in keyof S]: S[K] extends z.ZodType ? z.infer<S[K]> : never;
-};
 
 const PARTS: Part[] = ['params', 'query', 'headers', 'body'];
 
@@ -37,12 +32,8 @@ export function validate<S extends RequestSchemas>(schemas: S): RequestHandler {
       else detail.push(...zodIssuesToDetail(result.error, value, part === 'params' ? 'path' : part));
     }
     if (detail.length > 0) throw new HttpError(422, { detail });
+    // Read by the route table's handler wrapper (`mountRoutes`).
     res.locals.valid = parsed;
     next();
   };
-}
-
-/** The parts {@link validate} parsed for this route. */
-export function validated<S extends RequestSchemas>(res: Response, _schemas: S): Validated<S> {
-  return res.locals.valid as Validated<S>;
 }

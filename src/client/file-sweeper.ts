@@ -1,5 +1,5 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
-import { fileSweep } from '../workflows';
+import { fileSweep } from '../workflows/file-sweep';
 
 export interface FileSweeperOptions {
   /** The control task queue: the sweep runs where the control worker (and the files) are. */

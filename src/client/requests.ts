@@ -9,17 +9,19 @@ import {
 import { temporal } from '@temporalio/proto';
 import type { InferenceHeartbeat } from '../activities';
 import { fromRawPayload } from '../codec';
-import { QueueStatus, type LogEntry, type RequestOutcome } from '../domain/request';
 import { concurrencyLimit, modelTaskQueue, type ModelRegistry } from '../models/registry';
+import { QueuePriority } from '../workflows/admission-queue/messages';
 import {
-  QueuePriority,
-  cancelledOutcome,
-  inferenceRequest,
+  INFERENCE_REQUEST_WORKFLOW_TYPE,
   progressQuery,
   type InferenceRequestInput,
   type RequestProgress,
-} from '../workflows';
-import { AdmissionClient } from './admission';
+} from '../workflows/inference-request/messages';
+import { cancelledOutcome } from '../workflows/inference-request/outcomes';
+import { RequestErrorType } from '../workflows/shared/errors';
+import { QueueStatus, type LogEntry, type RequestOutcome } from '../workflows/shared/request';
+import { AdmissionClient } from './admission-client';
+import type { RequestView } from './request-view';
 import { ViewCache, type ViewCacheOptions } from './view-cache';
 import type { QueueMetrics } from '../observability/metrics';
 import { initialRequestSearchAttributes } from '../observability/search-attributes';
@@ -68,11 +70,7 @@ export interface SubmitResult {
   queuePosition: number;
 }
 
-/** A request as the queue API reports it. */
-export type RequestView =
-  | { requestId: string; modelId: string; status: typeof QueueStatus.InQueue; queuePosition: number; logs: LogEntry[] }
-  | { requestId: string; modelId: string; status: typeof QueueStatus.InProgress; logs: LogEntry[] }
-  | { requestId: string; modelId: string; status: typeof QueueStatus.Completed; outcome: RequestOutcome };
+export type { RequestView } from './request-view';
 
 export interface RequestsClientOptions {
   /** Task queue of the request workflows (the control queue). */
@@ -155,7 +153,7 @@ export class RequestsClient {
       startTimeoutSeconds: req.startTimeoutSeconds,
     };
     try {
-      await this.client.workflow.start(inferenceRequest, {
+      await this.client.workflow.start(INFERENCE_REQUEST_WORKFLOW_TYPE, {
         workflowId: requestId,
         taskQueue: this.options.taskQueue,
         args: [input],
@@ -210,7 +208,7 @@ export class RequestsClient {
       throw err;
     }
     const memo = description.memo as Partial<RequestMemo> | undefined;
-    if (description.type !== inferenceRequest.name || memo?.owner !== owner || !memo.modelId) {
+    if (description.type !== INFERENCE_REQUEST_WORKFLOW_TYPE || memo?.owner !== owner || !memo.modelId) {
       return { view: undefined, closed: false };
     }
     const closed = description.status.name !== 'RUNNING';
@@ -248,7 +246,7 @@ export class RequestsClient {
       case 'RUNNING':
         break;
       case 'COMPLETED':
-        return { ...base, status: QueueStatus.Completed, outcome: await handle.result() };
+        return { ...base, status: QueueStatus.Completed, outcome: (await handle.result()) as RequestOutcome };
       case 'CANCELLED':
         return { ...base, status: QueueStatus.Completed, outcome: cancelledOutcome() };
       default:
@@ -324,7 +322,7 @@ function abnormalOutcome(status: string): RequestOutcome {
   return {
     status: 'ERROR',
     httpStatus: 500,
-    errorType: 'runner_error',
+    errorType: RequestErrorType.RunnerError,
     message,
     detail: message,
     logs: [],

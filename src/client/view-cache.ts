@@ -1,5 +1,5 @@
-import type { RequestView } from './requests';
-import { QueueStatus } from '../domain/request';
+import type { RequestView } from './request-view';
+import { QueueStatus } from '../workflows/shared/request';
 
 /** A read of a request's state straight from Temporal; `closed` = its workflow has ended (the view is final). */
 export type ViewRead = (

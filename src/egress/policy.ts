@@ -57,7 +57,17 @@ export function classifyAddress(address: string): AddressClass {
   return AddressClass.Public;
 }
 
-/** A connection the egress policy refused; `code` lets network error reporting name it. */
+/**
+ * What tenants are told about a refused connection (in 422 details and the webhook delivery log): not
+ * which address their URL reached, which would map our internal network for them.
+ */
+export const EGRESS_REFUSED_MESSAGE = 'refused: not a public address';
+
+/**
+ * A connection the egress policy refused; `code` lets network error reporting name it. Its `message`
+ * is the tenant-safe {@link EGRESS_REFUSED_MESSAGE}; the host, address and why are fields, and
+ * {@link EgressRefusedError.operatorMessage} spells them out for operator logs.
+ */
 export class EgressRefusedError extends Error {
   override name = 'EgressRefusedError';
   readonly code = 'EGRESS_REFUSED';
@@ -66,9 +76,20 @@ export class EgressRefusedError extends Error {
     readonly address: string,
     readonly addressClass: AddressClass,
   ) {
-    const via = host === address ? address : `${host} (${address})`;
-    super(`refused to connect to ${via}: ${addressClass} address (EGRESS_ALLOW can open it)`);
+    super(EGRESS_REFUSED_MESSAGE);
   }
+
+  /** The full story, for operators only: `refused to connect to host (10.0.0.7): private address ...`. */
+  get operatorMessage(): string {
+    const via = this.host === this.address ? this.address : `${this.host} (${this.address})`;
+    return `refused to connect to ${via}: ${this.addressClass} address (EGRESS_ALLOW can open it)`;
+  }
+}
+
+/** Options of an {@link EgressPolicy}. */
+export interface EgressPolicyOptions {
+  /** Told of every refusal, with the address: where operator logs learn what tenants are not told. */
+  onRefused?: (refusal: EgressRefusedError) => void;
 }
 
 /** One parsed allow-list entry. */
@@ -121,7 +142,10 @@ export class EgressPolicy {
   private readonly entries: AllowEntry[];
 
   /** @param allow allow-list entries, see {@link parseEntry}; throws {@link EgressConfigError} on a bad one */
-  constructor(readonly allow: readonly string[] = []) {
+  constructor(
+    readonly allow: readonly string[] = [],
+    private readonly options: EgressPolicyOptions = {},
+  ) {
     this.entries = allow.filter((e) => e.trim() !== '').map(parseEntry);
   }
 
@@ -143,7 +167,9 @@ export class EgressPolicy {
     const addressClass = classifyAddress(address);
     if (addressClass === AddressClass.Public) return;
     if (addressClass !== AddressClass.NotAnAddress && this.inAllowedRange(address)) return;
-    throw new EgressRefusedError(host, address, addressClass);
+    const refusal = new EgressRefusedError(host, address, addressClass);
+    this.options.onRefused?.(refusal);
+    throw refusal;
   }
 
   private inAllowedRange(address: string): boolean {

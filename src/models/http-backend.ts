@@ -1,13 +1,9 @@
 import { Agent, fetch, type Response } from 'undici';
-import { z } from 'zod';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
-import type { ValidationDetail } from '../domain/request';
+import type { ValidationDetail } from '../workflows/shared/request';
 import type { HttpBackend } from './registry';
+import { PydanticDetail } from './input-validation';
 import type { ModelContext, ModelRunner } from './types';
-
-const PydanticDetail = z.array(
-  z.object({ loc: z.array(z.union([z.string(), z.number()])), msg: z.string(), type: z.string() }),
-);
 
 /**
  * A model served elsewhere over HTTP: the input is POSTed as JSON and the JSON answer is the output.

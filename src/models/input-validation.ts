@@ -1,6 +1,11 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { InputValidationError } from '../errors';
-import type { ValidationDetail } from '../domain/request';
+import type { ValidationDetail } from '../workflows/shared/request';
+
+/** A backend's 422 `detail`: FastAPI/pydantic entries, as HTTP and Cog model servers send them. */
+export const PydanticDetail = z.array(
+  z.object({ loc: z.array(z.union([z.string(), z.number()])), msg: z.string(), type: z.string() }),
+);
 
 /** zod's type names as pydantic v1 spells them in `type_error.*`, with its message. */
 const PYDANTIC_TYPES: Record<string, [string, string]> = {

@@ -1,10 +1,26 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
-/** `owner/app[/path...]`, fal's model id. */
+/** One segment of a model id, as the submit route's path accepts it (`src/api/schemas.ts` uses this too). */
+export const MODEL_ID_SEGMENT = /^[A-Za-z0-9][\w.-]*$/;
+
+/**
+ * Ids whose submit URL another route answers first, so their requests could never be submitted:
+ * the synchronous run (`/run/...`), the storage API and the legacy gateway submit.
+ */
+const SHADOWED_ID = /^(run\/.*|storage\/upload\/initiate(-multipart)?|fal\/queue\/submit)$/;
+
+/** `owner/app[/path...]`, fal's model id: every segment one the submit route accepts. */
 const ModelId = z
   .string()
-  .regex(/^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*(\/[\w.-]+)*$/, 'must look like owner/app or owner/app/path');
+  .refine(
+    (id) => id.split('/').length >= 2 && id.split('/').every((segment) => MODEL_ID_SEGMENT.test(segment)),
+    'must look like owner/app or owner/app/path, each segment a letter or digit followed by letters, digits, _ . -',
+  )
+  .refine(
+    (id) => !SHADOWED_ID.test(id),
+    'is answered by another route (run/..., storage/upload/..., fal/queue/submit)',
+  );
 
 export const BuiltinBackend = z.object({
   kind: z.literal('builtin'),
@@ -14,11 +30,16 @@ export const BuiltinBackend = z.object({
   options: z.record(z.string(), z.unknown()).default({}),
 });
 
+/** A model server's URL; empty (e.g. an unset `${VAR}`) = not configured yet. */
+const ServerUrl = z.union([z.url({ protocol: /^https?$/ }), z.literal('')]).default('');
+/** Sent with every call to the model server (a proxy's auth, for instance). */
+const ServerHeaders = z.record(z.string(), z.string()).default({});
+
 export const HttpBackend = z.object({
   kind: z.literal('http'),
-  /** Where the input is POSTed as JSON; empty (e.g. an unset `${VAR}`) = not configured yet. */
-  url: z.union([z.url({ protocol: /^https?$/ }), z.literal('')]).default(''),
-  headers: z.record(z.string(), z.string()).default({}),
+  /** Where the input is POSTed as JSON. */
+  url: ServerUrl,
+  headers: ServerHeaders,
   /** Per-call timeout of the backend request. */
   timeoutSeconds: z.number().positive().default(600),
 });
@@ -29,10 +50,9 @@ export type BuiltinBackend = z.infer<typeof BuiltinBackend>;
 export const CogBackend = z
   .object({
     kind: z.literal('cog'),
-    /** Base URL of the Cog server (`/predictions` is appended); empty = not configured yet. */
-    url: z.union([z.url({ protocol: /^https?$/ }), z.literal('')]).default(''),
-    /** Sent with every call to the Cog server (a proxy's auth, for instance). */
-    headers: z.record(z.string(), z.string()).default({}),
+    /** Base URL of the Cog server (`/predictions` is appended). */
+    url: ServerUrl,
+    headers: ServerHeaders,
   })
   .strict();
 export type CogBackend = z.infer<typeof CogBackend>;

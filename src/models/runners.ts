@@ -1,8 +1,10 @@
 import { z } from 'zod';
 import { BackendNotConfiguredError } from '../errors';
 import { ModelsFileError, type ModelDefinition, type ModelRegistry } from './registry';
-import { builtinModels } from './builtin';
-import { CogWebhookReceiver, createCogBackend, type CogWebhookOptions } from './cog-backend';
+import { MissingPeerError, requirePeers } from '../optional-peers';
+import { builtinModels, builtinPeers } from './builtin';
+import { createCogBackend } from './cog-backend';
+import { CogWebhookReceiver, type CogWebhookOptions } from './cog-webhooks';
 import { createHttpBackend } from './http-backend';
 import { parseInput } from './input-validation';
 import type { ModelRunner } from './types';
@@ -60,8 +62,11 @@ function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver): M
         );
       }
       try {
+        requirePeers(`model ${def.id}`, builtinPeers[backend.name] ?? []);
         return factory(backend.options);
       } catch (err) {
+        // Already says which model and what to install.
+        if ((err as Error).name === MissingPeerError.name) throw err;
         throw new ModelsFileError(`model "${def.id}", field "backend.options": ${(err as Error).message}`);
       }
     }

@@ -1,4 +1,4 @@
-import type { LogLevel } from '../domain/request';
+import type { LogLevel } from '../workflows/shared/request';
 import type { StoredFile } from '../storage/file-store';
 
 /** What a model runner may do besides computing: log, store files, fetch inputs, notice cancellation. */

@@ -2,13 +2,13 @@ import type { ActivityInterceptorsFactory, InjectedSinks, WorkerInterceptors } f
 import type { Logger } from 'pino';
 import type { DeliverWebhookInput, DeliveryAttemptResult, RunInferenceInput } from '../activities';
 import { WebhookAttemptResult, type QueueMetrics } from './metrics';
-import type { QueueMetricsSinks } from './workflow-interceptors';
+import type { QueueMetricsSinks } from '../workflows/shared/sinks';
 
 /**
  * Workflow interceptor modules to bundle with our workflows (`bundleWorkflowCode({ workflowInterceptorModules })`);
  * they call the sinks {@link workerObservability} returns.
  */
-export const workflowInterceptorModules: string[] = [require.resolve('./workflow-interceptors')];
+export const workflowInterceptorModules: string[] = [require.resolve('../workflows/shared/interceptors')];
 
 export interface WorkerObservability {
   /** Pass as `Worker.create({ interceptors })` (merge with your own). */

@@ -6,19 +6,21 @@ import {
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
 import { fromRawPayload } from '../codec';
-import { webhookBodyFor, type WebhookBody } from '../domain/request';
-import { cancelledOutcome, inferenceRequest, type InferenceRequestInput } from '../workflows/inference-request';
-import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody } from './payload';
+import { INFERENCE_REQUEST_WORKFLOW_TYPE, type InferenceRequestInput } from '../workflows/inference-request/messages';
+import { cancelledOutcome } from '../workflows/inference-request/outcomes';
+import type { RequestOutcome, WebhookBody } from '../workflows/shared/request';
+import { deliveryInputFor } from '../workflows/webhook-delivery/delivery';
 import {
   DELIVERY_MEMO_KEY,
   DeliveryState,
+  WEBHOOK_DELIVERY_WORKFLOW_TYPE,
   initialDeliveryMemo,
   redeliverSignal,
-  webhookDelivery,
   webhookWorkflowId,
   type DeliveryReport,
+  type RequestDeliveryMemo,
   type WebhookDeliveryInput,
-} from '../workflows/webhook-delivery';
+} from '../workflows/webhook-delivery/messages';
 
 /** A run of a delivery workflow; without `runId`, the latest. */
 export interface DeliveryExecutionRef {
@@ -62,10 +64,17 @@ export interface WebhookDeliveriesOptions {
   attemptTimeoutMs: number;
 }
 
+/** Where a request's delivery log is: in its delivery workflow, or (no attempt failed) in the request's memo. */
+type LogSource =
+  | { kind: 'delivery'; description: WorkflowExecutionDescription; report: DeliveryReport }
+  | { kind: 'request'; runId: string; report: DeliveryReport }
+  /** The request handed its delivery over and the delivery workflow is being started. */
+  | { kind: 'starting' };
+
 /**
- * The delivery log and redelivery, from the API's side. The log is the workflow's memo, read with
+ * The delivery log and redelivery, from the API's side. The log is a workflow's memo, read with
  * `describe`: the same call answers while the delivery retries and long after it closed, with no
- * worker running.
+ * worker running. {@link source} is the one place that knows where it is.
  */
 export class WebhookDeliveries {
   constructor(
@@ -75,8 +84,8 @@ export class WebhookDeliveries {
 
   /** The request's delivery log, or undefined when it has no webhook delivery (yet). */
   async log(requestId: string): Promise<DeliveryReport | undefined> {
-    const description = await this.describe(requestId);
-    return description ? reportOf(description) : (await this.firstAttemptReport(requestId))?.report;
+    const source = await this.source(requestId);
+    return source && source.kind !== 'starting' ? source.report : undefined;
   }
 
   /**
@@ -86,94 +95,78 @@ export class WebhookDeliveries {
    */
   async redeliver(requestId: string): Promise<DeliveryReport | undefined> {
     const workflowId = webhookWorkflowId(requestId);
-    let description = await this.describe(requestId);
-    if (description?.status.name === 'RUNNING') {
+    let source = await this.source(requestId);
+    if (source?.kind === 'delivery' && source.description.status.name === 'RUNNING') {
       try {
         await this.client.workflow.getHandle(workflowId).signal(redeliverSignal);
-        return reportOf(description);
+        return source.report;
       } catch (err) {
         // It closed between the describe and the signal: start a new run below.
         if (!(err instanceof WorkflowNotFoundError)) throw err;
-        description = await this.describe(requestId);
+        source = await this.source(requestId);
       }
     }
-    let previous: DeliveryReport;
-    let original: WebhookDeliveryInput;
-    if (description) {
-      previous = reportOf(description);
-      const {
-        previousAttempts: _log,
-        firstAttemptAt: _due,
-        resultAt: _at,
-        ...input
-      } = await readDeliveryInput(this.client, { workflowId, runId: description.runId });
-      original = input;
-    } else {
-      // No delivery workflow: the request's own first attempt settled the delivery, or there was none.
-      const first = await this.firstAttemptReport(requestId);
-      // A first attempt that failed hands over to a delivery workflow in the same step: it is being started.
-      if (!first || first.report.state === DeliveryState.Retrying) return undefined;
-      previous = first.report;
-      original = await this.inputFromRequest(requestId, first.runId);
-    }
+    if (!source || source.kind === 'starting') return undefined;
+    const previous = source.report;
+    const original =
+      source.kind === 'delivery'
+        ? await readDeliveryInput(this.client, { workflowId, runId: source.description.runId })
+        : await this.inputFromRequest(requestId, source.runId);
+    const input: WebhookDeliveryInput = {
+      requestId: original.requestId,
+      owner: original.owner,
+      url: original.url,
+      body: original.body,
+      scheduleMs: [],
+      attemptTimeoutMs: this.options.attemptTimeoutMs,
+      previousAttempts: previous.attempts,
+      earlierAttempts: previous.earlierAttempts,
+    };
     // Signal-with-start: if another redelivery started a run meanwhile, this only signals it.
-    await this.client.workflow.signalWithStart(webhookDelivery, {
+    await this.client.workflow.signalWithStart(WEBHOOK_DELIVERY_WORKFLOW_TYPE, {
       workflowId,
       taskQueue: this.options.taskQueue,
-      args: [
-        {
-          ...original,
-          scheduleMs: [],
-          attemptTimeoutMs: this.options.attemptTimeoutMs,
-          previousAttempts: previous.attempts,
-        },
-      ],
+      args: [input],
       signal: redeliverSignal,
       signalArgs: [],
-      memo: initialDeliveryMemo(original.url, previous.attempts),
+      memo: initialDeliveryMemo(input.url, previous),
     });
     return { ...previous, state: DeliveryState.Retrying, nextAttemptAt: undefined };
   }
 
-  /** The log of the first attempt, which the request workflow made itself and keeps in its memo. */
-  private async firstAttemptReport(requestId: string): Promise<{ report: DeliveryReport; runId: string } | undefined> {
-    try {
-      const description = await this.client.workflow.getHandle(requestId).describe();
-      const report = description.memo?.[DELIVERY_MEMO_KEY] as DeliveryReport | undefined;
-      return description.type === inferenceRequest.name && report ? { report, runId: description.runId } : undefined;
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return undefined;
-      throw err;
-    }
+  /** Where the request's log is: its delivery workflow if it has one, else the request's own memo. */
+  private async source(requestId: string): Promise<LogSource | undefined> {
+    const delivery = await this.describe(webhookWorkflowId(requestId), WEBHOOK_DELIVERY_WORKFLOW_TYPE);
+    if (delivery) return { kind: 'delivery', description: delivery, report: reportOf(delivery) };
+    const request = await this.describe(requestId, INFERENCE_REQUEST_WORKFLOW_TYPE);
+    const memo = request?.memo?.[DELIVERY_MEMO_KEY] as RequestDeliveryMemo | undefined;
+    if (!request || !memo) return undefined;
+    // A first attempt that failed hands over to a delivery workflow in the same step: it is being started.
+    if ('deliveryWorkflowId' in memo || memo.state === DeliveryState.Retrying) return { kind: 'starting' };
+    return { kind: 'request', runId: request.runId, report: memo };
   }
 
-  /** A delivery's input rebuilt from its request: the webhook settings it was submitted with, and its outcome. */
+  /** A delivery's input rebuilt from its request (the settings it was submitted with) and its outcome. */
   private async inputFromRequest(requestId: string, runId: string): Promise<WebhookDeliveryInput> {
     const request = await readStartInput<InferenceRequestInput>(this.client, { workflowId: requestId, runId });
-    if (!request.webhookUrl) throw new Error(`request ${requestId} has a delivery log but no webhook URL`);
     // A cancelled request ends its workflow as cancelled, after sending the cancelled outcome.
     const outcome = await this.client.workflow
-      .getHandle<typeof inferenceRequest>(requestId, runId)
+      .getHandle(requestId, runId)
       .result()
+      .then((result) => result as RequestOutcome)
       .catch((err: unknown) => {
         if (err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure) return cancelledOutcome();
         throw err;
       });
-    const { scheduleMs, attemptTimeoutMs, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES } = request.webhook;
-    return {
-      requestId,
-      owner: request.owner,
-      url: request.webhookUrl,
-      body: fitWebhookBody(webhookBodyFor(requestId, outcome), maxPayloadBytes),
-      scheduleMs,
-      attemptTimeoutMs,
-    };
+    const input = deliveryInputFor(request, outcome);
+    if (!input) throw new Error(`request ${requestId} has a delivery log but no webhook URL`);
+    return input;
   }
 
-  private async describe(requestId: string): Promise<WorkflowExecutionDescription | undefined> {
+  private async describe(workflowId: string, type: string): Promise<WorkflowExecutionDescription | undefined> {
     try {
-      const description = await this.client.workflow.getHandle(webhookWorkflowId(requestId)).describe();
-      return description.type === webhookDelivery.name ? description : undefined;
+      const description = await this.client.workflow.getHandle(workflowId).describe();
+      return description.type === type ? description : undefined;
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw err;

@@ -22,7 +22,8 @@ export function webhookMessageId(requestId: string): string {
  * - fal's: `X-Fal-Webhook-Signature` = hex Ed25519 over
  *   `"{request_id}\n{user_id}\n{timestamp}\n{sha256_hex(body)}"`, public keys at `/.well-known/jwks.json`;
  * - Standard Webhooks: `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` with
- *   the owner's `whsec_` secret.
+ *   the owner's `whsec_` secret; while a secret rotation is staged, with the next secret too, as a
+ *   second space-separated `v1,...` (receivers accept any one that verifies).
  *
  * Runs only in activities: the keys never enter workflow history.
  */
@@ -48,8 +49,12 @@ export class WebhookSigner {
     const falSignature = sign(null, Buffer.from(falMessage, 'utf8'), privateKey).toString('hex');
 
     const id = webhookMessageId(requestId);
-    const secret = Buffer.from(keys.ownerSecret(owner).slice('whsec_'.length), 'base64');
-    const hmac = createHmac('sha256', secret).update(`${id}.${timestamp}.${body}`, 'utf8').digest('base64');
+    const { secret, next } = await keys.ownerSecrets(owner);
+    const hmac = (whsec: string) =>
+      createHmac('sha256', Buffer.from(whsec.slice('whsec_'.length), 'base64'))
+        .update(`${id}.${timestamp}.${body}`, 'utf8')
+        .digest('base64');
+    const signatures = [secret, ...(next ? [next] : [])].map((whsec) => `v1,${hmac(whsec)}`);
 
     return {
       'x-fal-webhook-request-id': requestId,
@@ -58,7 +63,7 @@ export class WebhookSigner {
       'x-fal-webhook-signature': falSignature,
       'webhook-id': id,
       'webhook-timestamp': String(timestamp),
-      'webhook-signature': `v1,${hmac}`,
+      'webhook-signature': signatures.join(' '),
     };
   }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestView } from '../../src/client/requests';
 import { ViewCache, type ViewRead, type ViewSource } from '../../src/client/view-cache';
-import { QueueStatus } from '../../src/domain/request';
+import { QueueStatus } from '../../src/workflows/shared/request';
 
 /**
  * The status cache's rules, against a scripted source of truth: how many reads reach "Temporal" for how many polls,

@@ -59,7 +59,18 @@ describe('egress policy', () => {
     }
     expect(thrown).toBeInstanceOf(EgressRefusedError);
     expect((thrown as EgressRefusedError).addressClass).toBe(expected);
-    expect((thrown as Error).message).toContain(`receiver.example (${address})`);
+    // Tenants see no address; operators do.
+    expect((thrown as Error).message).toBe('refused: not a public address');
+    expect((thrown as EgressRefusedError).operatorMessage).toContain(`receiver.example (${address})`);
+  });
+
+  it('tells the operator hook which address was refused, and the tenant only that it was not public', () => {
+    const seen: string[] = [];
+    const policy = new EgressPolicy([], { onRefused: (refusal) => seen.push(refusal.operatorMessage) });
+    expect(() => policy.assertAllowed('hooks.tenant.example', '10.1.2.3')).toThrow(/^refused: not a public address$/);
+    expect(seen).toEqual([
+      'refused to connect to hooks.tenant.example (10.1.2.3): private address (EGRESS_ALLOW can open it)',
+    ]);
   });
 
   it.each(['8.8.8.8', '1.1.1.1', '93.184.216.34', '2606:4700:4700::1111', '2a00:1450:4001:80e::200e'])(

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config';
 import { ModelRegistry } from '../../src/models/registry';
 import { startServer, type RunningServer } from '../../src/server';
-import { startWorkers, type RunningWorkers } from '../../src/worker';
+import { startWorkers, type RunningWorkers } from '../../src/worker-set';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 
 export const TEST_KEY = 'test-key:test-secret';

@@ -1,6 +1,6 @@
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
-import { LogForwarder } from '../../src/models/cog-backend';
+import { LogForwarder } from '../../src/models/cog-webhooks';
 import { decodeDataUri, imageSize, outputFileName } from '../../src/models/output-files';
 
 describe('output files', () => {

@@ -54,6 +54,11 @@ describe('the models file', () => {
         /legacySubmitModel.*not one of/,
       ],
       [{ models: [{ id: 'a/b', backend: { kind: 'http' }, colour: 'red' }] }, /model "a\/b".*colour/],
+      // Ids the submit route could never reach: a segment it refuses, or a path another route answers.
+      [{ models: [{ id: 'acme/app/_hidden', backend: { kind: 'http' } }] }, /model "acme\/app\/_hidden".*segment/],
+      [{ models: [{ id: 'acme/app/..', backend: { kind: 'http' } }] }, /segment/],
+      [{ models: [{ id: 'run/app', backend: { kind: 'http' } }] }, /answered by another route/],
+      [{ models: [{ id: 'storage/upload/initiate', backend: { kind: 'http' } }] }, /answered by another route/],
     ];
     for (const [content, message] of cases) {
       expect(() => ModelRegistry.fromObject(content, 'models.json')).toThrow(message);

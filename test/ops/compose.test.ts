@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
 import { parse } from 'yaml';
-import { apiRoutes } from '../../src/api/openapi-routes';
+import { apiRoutes } from '../../src/api/api-routes';
 import { EnvSchema, loadConfig } from '../../src/config';
 import { REQUEST_SEARCH_ATTRIBUTES } from '../../src/observability/search-attributes';
 import { eventually } from '../helpers/stack';
@@ -142,7 +142,7 @@ describe('docker-compose.yml and Dockerfile agree with the code', () => {
     expect(Object.keys(env).filter((k) => k !== 'NODE_ENV' && !(k in EnvSchema.shape))).toEqual([]);
     // The bundle the build writes is the one workers load.
     expect(env.WORKFLOW_BUNDLE_PATH).toBe('/app/dist/workflow-bundle.js');
-    expect(readFileSync(join(root, 'src/scripts/bundle-workflows.ts'), 'utf8')).toContain("'workflow-bundle.js'");
+    expect(readFileSync(join(root, 'scripts/bundle-workflows.ts'), 'utf8')).toContain("'workflow-bundle.js'");
     expect(env.MODELS_FILE).toBe('/app/models.json');
     expect(dockerfile).toMatch(/^WORKDIR \/app$/m);
     expect(dockerfile).toMatch(/^COPY package\.json models\.json \.\/$/m);

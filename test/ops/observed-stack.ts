@@ -7,7 +7,7 @@ import { loadConfig, type Config } from '../../src/config';
 import { ModelRegistry } from '../../src/models/registry';
 import { startServer, type RunningServer } from '../../src/server';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
-import { startWorkers, type RunningWorkers } from '../../src/worker';
+import { startWorkers, type RunningWorkers } from '../../src/worker-set';
 import { TEST_KEY } from '../helpers/stack';
 
 /** Every JSON log line a stack wrote. */

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { AdmissionClient } from '../../src/client/admission';
-import { admissionQueue, admissionWorkflowId } from '../../src/workflows';
+import { AdmissionClient } from '../../src/client/admission-client';
+import { admissionQueue } from '../../src/workflows';
+import { admissionWorkflowId } from '../../src/workflows/admission-queue/messages';
 import { startGatedBackend, type GatedBackend } from '../helpers/gated-backend';
 import { eventually, startStack, waitCompleted, type Stack } from '../helpers/stack';
 

@@ -1,5 +1,5 @@
-import { webhookBodyFor, type WebhookBody } from '../../src/domain/request';
-import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody, utf8Length } from '../../src/webhooks/payload';
+import { webhookBodyFor, type WebhookBody } from '../../src/workflows/shared/request';
+import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody, utf8Length } from '../../src/workflows/webhook-delivery/payload';
 
 /** What a webhook body carries when the output is too big or cannot be sent as JSON. */
 describe('webhook payload limit', () => {

@@ -5,12 +5,12 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { createDeliverWebhook } from '../../src/activities/deliver-webhook';
 import { loadConfig } from '../../src/config';
-import type { WebhookBody } from '../../src/domain/request';
+import type { WebhookBody } from '../../src/workflows/shared/request';
 import { createEgressFetch } from '../../src/egress/agent';
 import { EgressPolicy } from '../../src/egress/policy';
 import { ensureTemporalTestServer } from '../../src/temporal/cli';
 import { readDeliveryBody } from '../../src/webhooks/deliveries';
-import { INLINE_BODY_MAX_BYTES } from '../../src/webhooks/payload';
+import { INLINE_BODY_MAX_BYTES } from '../../src/workflows/webhook-delivery/payload';
 import { WebhookKeys } from '../../src/webhooks/keys';
 import { WebhookSigner } from '../../src/webhooks/signing';
 import {
@@ -18,10 +18,10 @@ import {
   deliveryReportQuery,
   initialDeliveryMemo,
   redeliverSignal,
-  webhookDelivery,
   webhookWorkflowId,
   type DeliveryReport,
-} from '../../src/workflows/webhook-delivery';
+} from '../../src/workflows/webhook-delivery/messages';
+import { webhookDelivery } from '../../src/workflows';
 import { failThenSucceed, Receiver, type Answer } from './receiver';
 
 /**

@@ -1,54 +1,67 @@
-import { Router, type Request, type Response } from 'express';
+import type { Response } from 'express';
 import type { RequestsClient, RequestView } from '../../client/requests';
-import { QueueStatus, type LogEntry } from '../../domain/request';
+import { QueueStatus, type LogEntry } from '../../workflows/shared/request';
 import { ownerOf } from '../auth';
-import { RequestParams, StatusQuery } from '../schemas';
-import { statusBody } from '../status-body';
+import { StatusEvent } from '../response-schemas';
+import { commonErrors, statusRequest } from '../route-docs';
+import { routesWith } from '../route';
+import { baseUrlOf, statusBody } from '../status-body';
 import type { StatusWatchers } from '../status-watchers';
-import { validate, validated } from '../validate';
 import { findRequest } from './queue';
 
 export interface StreamRouteDeps {
   requests: RequestsClient;
   watchers: StatusWatchers;
   /** Longest silence on an open stream before a `: ping` comment (the official client gives up after 15 s). */
-  keepAliveMs: number;
+  streamKeepAliveMs: number;
   /** Base URL for the URLs we hand out; undefined = how this request reached us. */
   publicBaseUrl?: string;
 }
+
+const route = routesWith<StreamRouteDeps>();
 
 /**
  * `GET /{owner}/{app}/requests/{id}/status/stream?logs=0|1`: Server-Sent Events, one `data:` event
  * per change of the status body, carrying only the log lines not sent before (the official client
  * accumulates them), a keep-alive comment in between, and the end of the stream after COMPLETED.
  */
-export function streamRoutes(deps: StreamRouteDeps): Router {
-  const router = Router();
-  const baseOf = (req: Request) => deps.publicBaseUrl ?? `${req.protocol}://${req.get('host')}`;
-  const schemas = { params: RequestParams, query: StatusQuery };
+export const streamRoutes = [
+  route({
+    method: 'get',
+    route: '/:owner/:app/requests/:requestId/status/stream',
+    summary: "A request's status as Server-Sent Events, until it is COMPLETED",
+    tags: ['queue'],
+    auth: true,
+    request: statusRequest,
+    responses: {
+      200: {
+        description: 'One `data:` event (a status body) per change, with the log lines not sent before',
+        schema: StatusEvent,
+        contentType: 'text/event-stream',
+      },
+      ...commonErrors(401, 404, 422, 503),
+    },
+    async handle({ deps, req, res, params, query }) {
+      // Unknown requests get the usual JSON 404, before anything is streamed.
+      const view = await findRequest(deps.requests, params, res, {}, { logs: query.logs });
+      const feed = new StatusFeed(baseUrlOf(req, deps.publicBaseUrl), query.logs);
+      const stream = openEventStream(res, deps.streamKeepAliveMs, { 'x-fal-request-id': view.requestId });
 
-  router.get('/:owner/:app/requests/:requestId/status/stream', validate(schemas), async (req, res) => {
-    const { params, query } = validated(res, schemas);
-    // Unknown requests get the usual JSON 404, before anything is streamed.
-    const view = await findRequest(deps.requests, params, res, {}, { logs: query.logs });
-    const feed = new StatusFeed(baseOf(req), query.logs);
-    const stream = openEventStream(res, deps.keepAliveMs, { 'x-fal-request-id': view.requestId });
-
-    const push = (current: RequestView) => {
-      const body = feed.next(current);
-      if (body) stream.send(body);
-      if (current.status === QueueStatus.Completed) stream.end();
-    };
-    push(view);
-    if (stream.ended) return;
-    const unwatch = deps.watchers.watch(view.requestId, ownerOf(res), { logs: query.logs }, (event) => {
-      if (event.type === 'view') push(event.view);
-      else stream.end();
-    });
-    stream.onClose(unwatch);
-  });
-  return router;
-}
+      const push = (current: RequestView) => {
+        const body = feed.next(current);
+        if (body) stream.send(body);
+        if (current.status === QueueStatus.Completed) stream.end();
+      };
+      push(view);
+      if (stream.ended) return;
+      const unwatch = deps.watchers.watch(view.requestId, ownerOf(res), { logs: query.logs }, (event) => {
+        if (event.type === 'view') push(event.view);
+        else stream.end();
+      });
+      stream.onClose(unwatch);
+    },
+  }),
+];
 
 /**
  * Turns successive states of one request into the events of one stream: a state is sent only when

@@ -1,0 +1,47 @@
+/**
+ * The inference request workflow's contract: its input, the query the API asks and the signal the admission queue
+ * sends. Imported by the API, the activities and the workflows; no Node imports.
+ */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { QueueStatus, RequestOutcome } from '../shared/request';
+
+export interface InferenceRequestInput {
+  requestId: string;
+  /** Owner of the API key that submitted it; only they may see it. */
+  owner: string;
+  /** Full model id, `owner/app[/path]`. */
+  modelId: string;
+  input: unknown;
+  webhookUrl?: string;
+  /** Lifetime of the files the run stores; undefined = the file store's default. */
+  fileExpiresInSeconds?: number;
+  /** How to run the model, copied from the registry at submit so a running request never changes course. */
+  model: {
+    taskQueue: string;
+    timeoutSeconds: number;
+    heartbeatTimeoutSeconds: number;
+    maxAttempts: number;
+  };
+  webhook: { scheduleMs: number[]; attemptTimeoutMs: number; maxPayloadBytes?: number };
+  /**
+   * The model's admission queue, when the model has a concurrency limit: whether the request got a slot at submit,
+   * or waits for the queue's {@link admittedSignal}. Absent = no limit; the run is scheduled at once.
+   */
+  admission?: { queueWorkflowId: string; admitted: boolean };
+  /** `x-fal-request-timeout`: seconds after submit the request may still start; once started it is not cut. */
+  startTimeoutSeconds?: number;
+}
+
+/** Where the workflow itself is; the API asks only when the pending activity cannot tell it. */
+export interface RequestProgress {
+  status: QueueStatus;
+  outcome?: RequestOutcome;
+}
+
+/** The workflow's type name, so the API can recognise a request's workflow without importing workflow code. */
+export const INFERENCE_REQUEST_WORKFLOW_TYPE = 'inferenceRequest';
+
+export const progressQuery = defineQuery<RequestProgress>('progress');
+
+/** Sent by the admission queue to a request workflow: it holds a slot now and may start. Repeated sends are harmless. */
+export const admittedSignal = defineSignal('admitted');

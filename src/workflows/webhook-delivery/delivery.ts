@@ -1,0 +1,187 @@
+/**
+ * The one webhook delivery path, shared by the request workflow (its first attempt) and the delivery workflow (the
+ * schedule, redeliveries): building the delivery input from a request and its outcome, making and recording one
+ * attempt, and reporting the end. Workflow code: runs in the sandbox, no Node imports.
+ */
+import {
+  ActivityFailure,
+  ParentClosePolicy,
+  patched,
+  proxyActivities,
+  startChild,
+  upsertMemo,
+} from '@temporalio/workflow';
+import type { Activities, DeliveryAttemptResult } from '../../activities';
+import type { InferenceRequestInput } from '../inference-request/messages';
+import { webhookBodyFor, type RequestOutcome, type WebhookBody } from '../shared/request';
+import { Patch } from '../shared/patches';
+import { queueMetrics } from '../shared/sinks';
+import {
+  AttemptTrigger,
+  DELIVERY_MEMO_KEY,
+  WEBHOOK_DELIVERY_WORKFLOW_TYPE,
+  DeliveryState,
+  initialDeliveryMemo,
+  trimmedLog,
+  webhookWorkflowId,
+  type DeliveryAttempt,
+  type DeliveryReport,
+  type RequestDeliveryMemo,
+  type WebhookDeliveryInput,
+} from './messages';
+import { DEFAULT_MAX_PAYLOAD_BYTES, INLINE_BODY_MAX_BYTES, fitWebhookBody, utf8Length } from './payload';
+
+// Spreads retries of many receivers that failed together, so they do not all return at once.
+const JITTER = 0.1;
+// A receiver's Retry-After can postpone an attempt, but not indefinitely.
+const MAX_RETRY_AFTER_MS = 24 * 3_600_000;
+
+/**
+ * The delivery a request's outcome calls for, or undefined when the request has no webhook. The body is fitted to
+ * the payload limit here, so no history (the request's, or a delivery's input) holds more. The redelivery API builds
+ * the input of a request whose delivery never had a workflow with this same function.
+ */
+export function deliveryInputFor(
+  req: InferenceRequestInput,
+  outcome: RequestOutcome,
+): WebhookDeliveryInput | undefined {
+  if (!req.webhookUrl) return undefined;
+  const { scheduleMs, attemptTimeoutMs, maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES } = req.webhook;
+  return {
+    requestId: req.requestId,
+    owner: req.owner,
+    url: req.webhookUrl,
+    body: fitWebhookBody(webhookBodyFor(req.requestId, outcome), maxPayloadBytes),
+    scheduleMs,
+    attemptTimeoutMs,
+  };
+}
+
+/** What to do after an attempt that failed: the delay of the next scheduled one, or keep what was due. */
+export type AfterFailure = { nextDelayMs: number | undefined } | { keepDueAt: number | undefined };
+
+/**
+ * Makes one attempt (an activity) and records it: its entry in the log, the log's state (a 2xx delivers, a 410 ends,
+ * a failure with nothing due exhausts), when the next attempt is due, and the log in the memo.
+ * @returns when the next scheduled attempt is due; undefined = none.
+ */
+export async function recordAttempt(
+  input: WebhookDeliveryInput,
+  report: DeliveryReport,
+  trigger: AttemptTrigger,
+  afterFailure: AfterFailure,
+): Promise<number | undefined> {
+  const { deliverWebhook } = proxyActivities<Activities>({
+    startToCloseTimeout: input.attemptTimeoutMs + 10_000,
+    // These retries only cover a worker that died mid-attempt; HTTP failures are returned, not thrown.
+    retry: { initialInterval: '1s', maximumInterval: '1m', backoffCoefficient: 2, maximumAttempts: 10 },
+  });
+  const at = new Date();
+  const number = (report.earlierAttempts ?? 0) + report.attempts.length + 1;
+  const result = await deliverWebhook({
+    requestId: input.requestId,
+    owner: input.owner,
+    url: input.url,
+    attempt: number,
+    timeoutMs: input.attemptTimeoutMs,
+    body: inlineBodyOf(input.body),
+  }).catch(attemptThatCouldNotRun);
+  const entry: DeliveryAttempt = {
+    attempt: number,
+    at: at.toISOString(),
+    trigger,
+    statusCode: result.statusCode,
+    error: result.error,
+    latencyMs: result.latencyMs,
+  };
+  report.attempts.push(entry);
+  Object.assign(report, trimmedLog(report.attempts, report.earlierAttempts));
+
+  let dueAt: number | undefined;
+  if (result.delivered) report.state = DeliveryState.Delivered;
+  else if (result.statusCode === 410) report.state = DeliveryState.Gone;
+  else if ('nextDelayMs' in afterFailure) dueAt = nextDue(afterFailure.nextDelayMs, result);
+  else dueAt = afterFailure.keepDueAt;
+  if (report.state === DeliveryState.Retrying && dueAt === undefined) report.state = DeliveryState.Exhausted;
+
+  entry.nextAttemptAt = dueAt === undefined ? undefined : new Date(dueAt).toISOString();
+  report.nextAttemptAt = entry.nextAttemptAt;
+  upsertMemo({ [DELIVERY_MEMO_KEY]: report });
+  return dueAt;
+}
+
+/** Reports a delivery that ended (no attempt is due any more); latency counts from when the result existed. */
+export function reportDeliveryEnded(report: DeliveryReport, resultAt: number): void {
+  queueMetrics.webhookDeliveryEnded(report.state, Date.now() - resultAt);
+}
+
+/**
+ * A request's webhook, from the request workflow itself: the first attempt right there (one activity, no second
+ * workflow, so the receiver hears of the result within milliseconds), and only if that fails, a delivery workflow
+ * that outlives the request for the rest of the schedule. The request's memo then points to that workflow's log.
+ * A first attempt that is not due at once, or a body too large to pass to an activity, goes to the workflow directly.
+ */
+export async function deliverFromRequest(req: InferenceRequestInput, outcome: RequestOutcome): Promise<void> {
+  const input = deliveryInputFor(req, outcome);
+  if (!input) return;
+  const resultAt = Date.now();
+  let carryOn: WebhookDeliveryInput | undefined = { ...input, resultAt };
+  if (input.scheduleMs[0] === 0 && inlineBodyOf(input.body) !== undefined) {
+    const report: DeliveryReport = { url: input.url, state: DeliveryState.Retrying, attempts: [] };
+    const dueAt = await recordAttempt(input, report, AttemptTrigger.Schedule, { nextDelayMs: input.scheduleMs[1] });
+    if (dueAt === undefined) {
+      reportDeliveryEnded(report, resultAt);
+      carryOn = undefined;
+    } else {
+      carryOn = {
+        ...input,
+        scheduleMs: input.scheduleMs.slice(1),
+        firstAttemptAt: dueAt,
+        previousAttempts: report.attempts,
+        resultAt,
+      };
+    }
+  }
+  if (!carryOn) return;
+  const workflowId = webhookWorkflowId(req.requestId);
+  await startChild(WEBHOOK_DELIVERY_WORKFLOW_TYPE, {
+    workflowId,
+    parentClosePolicy: ParentClosePolicy.ABANDON,
+    args: [carryOn],
+    memo: initialDeliveryMemo(input.url, { attempts: carryOn.previousAttempts }, carryOn.firstAttemptAt),
+  });
+  // The log lives on in the delivery workflow: the request's memo points there instead of keeping a stale copy.
+  // Requests that handed over before this existed keep their copy (`patched`: their histories have no such command).
+  if (carryOn.previousAttempts && patched(Patch.RequestMemoPointsToDelivery)) {
+    const pointer: RequestDeliveryMemo = { deliveryWorkflowId: workflowId };
+    upsertMemo({ [DELIVERY_MEMO_KEY]: pointer });
+  }
+}
+
+/**
+ * A large body stays out of each attempt's history events; the attempt reads it from the delivery run's input
+ * (so an attempt made from the request workflow, whose input is the model's, needs the body inline).
+ */
+function inlineBodyOf(body: WebhookBody): WebhookBody | undefined {
+  return utf8Length(JSON.stringify(body)) <= INLINE_BODY_MAX_BYTES ? body : undefined;
+}
+
+/** When the next scheduled attempt is due after a failed one: its delay, or later if the receiver asked for it. */
+function nextDue(delayMs: number | undefined, failed: DeliveryAttemptResult): number | undefined {
+  if (delayMs === undefined) return undefined;
+  const retryAfter = Math.min(failed.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS);
+  return Date.now() + Math.max(jittered(delayMs), retryAfter);
+}
+
+/** Delay with jitter; used for a run's first scheduled attempt too. */
+export function jittered(ms: number): number {
+  // Math.random is deterministic inside a workflow (seeded per execution), so replays agree.
+  return Math.round(ms * (1 - JITTER + Math.random() * 2 * JITTER));
+}
+
+/** An attempt whose activity failed outright (not an HTTP failure): recorded, and the schedule goes on. */
+function attemptThatCouldNotRun(err: unknown): DeliveryAttemptResult {
+  if (!(err instanceof ActivityFailure)) throw err;
+  const cause = err.cause?.message ?? err.message;
+  return { delivered: false, error: `the attempt could not run: ${cause}`, latencyMs: 0 };
+}
