@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { EnvSchema } from '../../src/config';
 import { startGatedBackend, type GatedBackend } from '../helpers/gated-backend';
 import { startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { PROJECT_ROOT, ensurePythonEnv, freePort, startProcess, type PythonEnv } from '../helpers/python-env';
@@ -53,9 +52,6 @@ describe("fal's official Python client, unmodified, behind a TLS proxy with a th
     // The proxy forwards to the API's port, which must be known before the API starts.
     const apiPort = await freePort();
     proxy = await startTlsProxy(certs, `http://127.0.0.1:${apiPort}`);
-    // With TRUST_PROXY the API builds its URLs from X-Forwarded-Proto/Host; before it, from PUBLIC_BASE_URL.
-    const behindProxy: Record<string, string> =
-      'TRUST_PROXY' in EnvSchema.shape ? { TRUST_PROXY: 'loopback' } : { PUBLIC_BASE_URL: proxy.url };
     stack = await startStack({
       models: {
         models: [
@@ -63,7 +59,8 @@ describe("fal's official Python client, unmodified, behind a TLS proxy with a th
           { id: GATED, backend: { kind: 'http', url: gated.url }, concurrency: 2 },
         ],
       },
-      env: { PORT: String(apiPort), ...behindProxy },
+      // The API builds the URLs it hands out from the proxy's X-Forwarded-Proto/Host, as behind any TLS proxy.
+      env: { PORT: String(apiPort), TRUST_PROXY: 'loopback' },
     });
   }, 15 * 60_000);
 
