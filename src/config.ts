@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import ipaddr from 'ipaddr.js';
 import { parseRate, type Rate } from './api/rate-limit';
+import { parseEncryptionKeys, type EncryptionKey } from './codec/encryption';
 import { parseEgressAllow } from './egress/policy';
 
 /** Default API key for local use; the server warns at start while it is in use. */
@@ -16,6 +17,16 @@ const optionalString = z
   .string()
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const commaList = z
+  .string()
+  .default('')
+  .transform((raw) =>
+    raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
 
 /** `key_id:key_secret[:owner]` entries, comma separated; the owner defaults to the key id. */
 const ApiKeys = z
@@ -174,6 +185,28 @@ export const EnvSchema = z.object({
 
   METRICS_PORT: optionalString.pipe(z.coerce.number<string | undefined>().int().min(0).max(65535).optional()),
 
+  PAYLOAD_ENCRYPTION_KEYS: z
+    .string()
+    .default('')
+    .transform((raw, ctx) => {
+      try {
+        return parseEncryptionKeys(raw);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+  CODEC_AUTH_TOKENS: commaList,
+  CODEC_CORS_ORIGINS: commaList.pipe(z.array(z.url({ protocol: /^https?$/ }))),
+  CODEC_OIDC_ISSUER: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  CODEC_OIDC_AUDIENCE: optionalString,
+  CODEC_OIDC_CLAIM: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[^=\s]+=\S+$/, 'must be claim=value, e.g. groups=temporal-operators')
+      .optional(),
+  ),
+
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -246,6 +279,20 @@ export interface Config {
    * read; finished requests are kept in memory); 0 = every status read goes to Temporal.
    */
   statusCacheRefreshMs: number;
+  /**
+   * Payload encryption and the codec endpoint (`/codec/encode`, `/codec/decode`) that decodes payloads for
+   * operators in the Temporal Web UI and CLI. See docs/encryption.md.
+   */
+  codec: {
+    /** AES-256 keys; the first encrypts, all decrypt. Empty = payloads are stored in clear. */
+    encryptionKeys: EncryptionKey[];
+    /** Bearer tokens of operators allowed to use the codec endpoint (not tenant API keys). */
+    authTokens: string[];
+    /** Browser origins (the Temporal Web UI's) allowed to call the codec endpoint. */
+    corsOrigins: string[];
+    /** Operators' OIDC access tokens (what the Web UI passes with `codec.passAccessToken`) accepted too. */
+    oidc?: { issuer: string; audience: string; claim?: { name: string; value: string } };
+  };
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
   /** Port of the worker's own `/metrics` and `/healthz` server; undefined = none (the API serves `/metrics` anyway). */
   metricsPort?: number;
@@ -272,6 +319,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     throw new ConfigError(
       'Invalid configuration:\n  TEMPORAL_TLS_SERVER_NAME only applies over TLS: set TEMPORAL_TLS_CA_PATH, the client certificate pair or TEMPORAL_API_KEY',
     );
+  }
+  if (Boolean(e.CODEC_OIDC_ISSUER) !== Boolean(e.CODEC_OIDC_AUDIENCE)) {
+    throw new ConfigError('Invalid configuration:\n  CODEC_OIDC_ISSUER and CODEC_OIDC_AUDIENCE go together');
   }
   const tlsFile = (name: 'TEMPORAL_TLS_CERT_PATH' | 'TEMPORAL_TLS_KEY_PATH' | 'TEMPORAL_TLS_CA_PATH') =>
     e[name] === undefined ? undefined : readablePem(name, resolve(cwd, e[name]));
@@ -325,9 +375,23 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     files: { expiresInSeconds: e.FILE_EXPIRATION_SECONDS, sweepEveryMs: e.FILE_SWEEP_INTERVAL_MS },
     statusStream: { pollMs: e.STATUS_STREAM_POLL_MS, keepAliveMs: e.STATUS_STREAM_KEEPALIVE_MS },
     statusCacheRefreshMs: e.STATUS_CACHE_REFRESH_MS,
+    codec: {
+      encryptionKeys: e.PAYLOAD_ENCRYPTION_KEYS,
+      authTokens: e.CODEC_AUTH_TOKENS,
+      corsOrigins: e.CODEC_CORS_ORIGINS.map((origin) => new URL(origin).origin),
+      oidc: e.CODEC_OIDC_ISSUER
+        ? { issuer: e.CODEC_OIDC_ISSUER, audience: e.CODEC_OIDC_AUDIENCE!, claim: claimOf(e.CODEC_OIDC_CLAIM) }
+        : undefined,
+    },
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT,
   };
+}
+
+function claimOf(text: string | undefined): { name: string; value: string } | undefined {
+  if (!text) return undefined;
+  const at = text.indexOf('=');
+  return { name: text.slice(0, at), value: text.slice(at + 1) };
 }
 
 /**

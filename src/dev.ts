@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { LOCAL_DEV_KEY, loadConfig } from './config';
+import { LOCAL_DEV_KEY, defaultPublicBaseUrl, loadConfig } from './config';
 import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from './observability/search-attributes';
@@ -42,7 +42,12 @@ async function main(): Promise<void> {
       uiPort: config.temporal.devServerUiPort,
       namespace: config.temporal.namespace,
       searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
+      // With encryption on, the UI asks our API to decode (operators only; see docs/encryption.md).
+      uiCodecEndpoint: config.codec.encryptionKeys.length > 0 ? `${defaultPublicBaseUrl(config)}/codec` : undefined,
     });
+    if (temporal.uiUrl && process.env.CODEC_CORS_ORIGINS === undefined) {
+      config.codec.corsOrigins = [new URL(temporal.uiUrl).origin, `http://localhost:${new URL(temporal.uiUrl).port}`];
+    }
     config.temporal.address = temporal.address;
     logger.info({ address: temporal.address, ui: temporal.uiUrl }, 'Temporal dev server ready');
   }

@@ -36,6 +36,18 @@ export { QueueStatus } from './workflows/shared/request';
 export { RequestErrorType } from './workflows/shared/errors';
 export type { RequestOutcome, LogEntry, WebhookBody } from './workflows/shared/request';
 
+// Payload encryption: give your own clients and workers the same codecs (`dataConverter`) as ours.
+export {
+  createPayloadCodecs,
+  dataConverterFor,
+  EncryptionCodec,
+  parseEncryptionKeys,
+  PayloadDecryptionError,
+} from './codec';
+export type { EncryptionKey } from './codec';
+export { codecRoutes } from './api/codec-routes';
+export type { CodecRoutesDeps } from './api/codec-routes';
+
 // Configuration and connection.
 export { loadConfig, EnvSchema, ConfigError } from './config';
 export type { Config } from './config';

@@ -8,6 +8,7 @@ import type { Express } from 'express';
 import { createApp } from './api/app';
 import { StatusWatchers } from './api/status-watchers';
 import { RequestsClient } from './client/requests';
+import { createPayloadCodecs, dataConverterFor } from './codec';
 import { LOCAL_DEV_KEY, loadConfig, type Config } from './config';
 import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
@@ -57,7 +58,16 @@ export interface QueueApiOptions {
  * (`WEBHOOK_KEYS_DIR`), creating them on first use.
  */
 export async function createQueueApi({ connection, config, registry, logger }: QueueApiOptions): Promise<QueueApi> {
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  // The same codec chain as the workers': requests are encrypted before they leave this process.
+  const codecs = createPayloadCodecs(config);
+  if (codecs.length > 0 && config.codec.authTokens.length === 0 && !config.codec.oidc) {
+    logger.warn('payloads are encrypted but CODEC_AUTH_TOKENS is unset: the codec endpoint refuses everyone');
+  }
+  const client = new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    dataConverter: dataConverterFor(codecs),
+  });
   const metrics = processMetrics();
   const removeQueueProbe = metrics.addQueueProbe(
     queueDepthProbe(connection, {
@@ -114,6 +124,16 @@ export async function createQueueApi({ connection, config, registry, logger }: Q
     maxUploadBytes: config.inputs.maxBytes,
     webhooks,
     webhookKeys,
+    codec:
+      codecs.length > 0
+        ? {
+            codecs,
+            authTokens: config.codec.authTokens,
+            corsOrigins: config.codec.corsOrigins,
+            oidc: config.codec.oidc,
+            logger,
+          }
+        : undefined,
   });
   let closing: Promise<void> | undefined;
   return {

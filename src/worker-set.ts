@@ -1,9 +1,11 @@
 import { join } from 'node:path';
 import { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { createActivities, type ActivityDeps } from './activities';
 import { ensureFileSweeper } from './client/file-sweeper';
+import { createPayloadCodecs, dataConverterFor } from './codec';
 import { defaultPublicBaseUrl, type Config } from './config';
 import { createEgressFetch } from './egress/agent';
 import { EgressPolicy } from './egress/policy';
@@ -43,6 +45,8 @@ export interface WorkerSetOptions {
   tuning: Config['worker'];
   /** Metrics and request-scoped logs (see `workerObservability`); omitted = none. */
   observability?: WorkerObservability;
+  /** Payload codecs (encryption), the same as the clients'; see `createPayloadCodecs` / `dataConverterFor`. */
+  dataConverter?: DataConverter;
 }
 
 /**
@@ -52,7 +56,7 @@ export interface WorkerSetOptions {
 export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]> {
   const activities = createActivities(options.activityDeps);
   const workers: Worker[] = [];
-  const common = { connection: options.connection, namespace: options.namespace };
+  const common = { connection: options.connection, namespace: options.namespace, dataConverter: options.dataConverter };
   if (options.tuning.control) {
     workers.push(
       await Worker.create({
@@ -151,7 +155,8 @@ export async function startWorkers(
   runnerOptions: RunnerOptions = {},
 ): Promise<RunningWorkers> {
   const connection = await connectToTemporal(config.temporal, (options) => NativeConnection.connect(options));
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const dataConverter = dataConverterFor(createPayloadCodecs(config));
+  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });
   const workers = await createWorkers({
     connection,
     namespace: config.temporal.namespace,
@@ -161,6 +166,7 @@ export async function startWorkers(
     tuning: config.worker,
     observability: workerObservability(processMetrics(), logger),
     activityDeps: createActivityDeps(config, registry, client, { logger, runnerOptions }),
+    dataConverter,
   });
   if (config.worker.control) {
     // The control worker owns the files' sweeper; creating it is idempotent, so every start may do it.

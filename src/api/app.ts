@@ -8,6 +8,7 @@ import { processMetrics, type QueueMetrics } from '../observability/metrics';
 import { requestLogging } from '../observability/http-logging';
 import { apiDocument, apiRoutes, type RouteDeps } from './api-routes';
 import { requireKey } from './auth';
+import { codecRoutes, type CodecRoutesDeps } from './codec-routes';
 import { errorHandler } from './error-handler';
 import { HttpError } from './http-error';
 import { PairedLimit, TokenBuckets, type Rate } from './rate-limit';
@@ -57,6 +58,8 @@ export interface AppDeps {
   redeliveryLimits?: { perRequest: Rate; perOwner: Rate };
   /** Clock of the rate limits. @default Date.now */
   now?: () => number;
+  /** The codec endpoint for operators (`/codec/encode`, `/codec/decode`); omitted = not served (no payload codecs). */
+  codec?: CodecRoutesDeps;
 }
 
 /** Builds the Express app of the queue API from the route table; listening is the caller's business (see `server.ts`). */
@@ -88,6 +91,8 @@ export function createApp(deps: AppDeps): Express {
     ),
   );
   app.use(docsAssets());
+  // Operator auth of its own, checked before its body is read; never the tenants' API keys.
+  if (deps.codec) app.use(codecRoutes(deps.codec));
   // Every other path needs the key, checked before any body is read: anonymous clients cannot make us parse.
   app.use(requireKey(deps.apiKeys));
   app.use(

@@ -8,6 +8,7 @@ import {
 } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { InferenceHeartbeat } from '../activities';
+import { fromRawPayload } from '../codec';
 import { concurrencyLimit, modelTaskQueue, type ModelRegistry } from '../models/registry';
 import { QueuePriority } from '../workflows/admission-queue/messages';
 import {
@@ -255,7 +256,7 @@ export class RequestsClient {
     const pending = description.raw.pendingActivities ?? [];
     const inference = pending.find((a) => a.activityType?.name === 'runInference');
     if (inference) {
-      const logs = this.heartbeatLogs(inference.heartbeatDetails?.payloads ?? []);
+      const logs = await this.heartbeatLogs(inference.heartbeatDetails?.payloads ?? []);
       const started = inference.state !== PendingState.PENDING_ACTIVITY_STATE_SCHEDULED || (inference.attempt ?? 1) > 1;
       return started
         ? { ...base, status: QueueStatus.InProgress, logs }
@@ -286,11 +287,12 @@ export class RequestsClient {
     this.views?.invalidate(requestId);
   }
 
-  private heartbeatLogs(payloads: temporal.api.common.v1.IPayload[]): LogEntry[] {
+  private async heartbeatLogs(payloads: temporal.api.common.v1.IPayload[]): Promise<LogEntry[]> {
     const first = payloads[0];
     if (!first) return [];
     try {
-      const details = this.client.options.loadedDataConverter.payloadConverter.fromPayload<InferenceHeartbeat>(first);
+      // Heartbeat details from `describe` come as stored: through the codecs (decryption) first.
+      const details = await fromRawPayload<InferenceHeartbeat>(this.client.options.loadedDataConverter, first);
       return Array.isArray(details?.logs) ? details.logs : [];
     } catch {
       return [];

@@ -53,6 +53,11 @@ export interface DevServerOptions {
    * @default 'default'
    */
   namespace?: string;
+  /**
+   * Codec server the Web UI decodes payloads with (`--ui-codec-endpoint`), e.g. the API's `http://127.0.0.1:8080/codec`;
+   * the UI reports it in `/api/v1/settings`.
+   */
+  uiCodecEndpoint?: string;
   /** Custom search attributes to register at startup, e.g. `{ FalModel: 'Keyword' }`. */
   searchAttributes?: Record<string, SearchAttributeType>;
   /** Dynamic config overrides, e.g. `{ 'frontend.enableUpdateWorkflowExecution': true }`. */
@@ -152,6 +157,7 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
 
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(port)];
   args.push(...(uiPort === false ? ['--headless'] : ['--ui-port', String(uiPort)]));
+  if (options.uiCodecEndpoint && uiPort !== false) args.push('--ui-codec-endpoint', options.uiCodecEndpoint);
   if (options.dbFile) {
     const dbFile = resolve(options.dbFile);
     await mkdir(dirname(dbFile), { recursive: true });

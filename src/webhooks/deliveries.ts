@@ -5,6 +5,7 @@ import {
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
+import { fromRawPayload } from '../codec';
 import { INFERENCE_REQUEST_WORKFLOW_TYPE, type InferenceRequestInput } from '../workflows/inference-request/messages';
 import { cancelledOutcome } from '../workflows/inference-request/outcomes';
 import type { RequestOutcome, WebhookBody } from '../workflows/shared/request';
@@ -47,7 +48,8 @@ async function readStartInput<T>(client: Client, execution: DeliveryExecutionRef
   });
   const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
   if (!payload) throw new Error(`the history of ${execution.workflowId} has no start event with an input`);
-  return client.options.loadedDataConverter.payloadConverter.fromPayload<T>(payload);
+  // Read raw from history, so the codecs (decryption) are ours to run.
+  return fromRawPayload<T>(client.options.loadedDataConverter, payload);
 }
 
 /** {@link readDeliveryInput}, narrowed to what an attempt needs. */
