@@ -1,7 +1,6 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { Express } from 'express';
@@ -13,7 +12,8 @@ import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
 import { processMetrics } from './observability/metrics';
 import { assertSearchAttributes, checkTemporalReady, queueDepthProbe } from './observability/temporal-checks';
-import { LocalFileStore } from './storage/file-store';
+import { createDataConverter } from './codec/data-converter';
+import { createFileStore } from './storage';
 import { connectToTemporal } from './temporal/connection';
 import { WebhookDeliveries } from './webhooks/deliveries';
 import { WebhookKeys } from './webhooks/keys';
@@ -37,7 +37,16 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     );
   }
   const connection = await connectToTemporal(config.temporal, (options) => Connection.connect(options));
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  // The API hands out file URLs based on how each request reached it, so the store needs no base URL of its own.
+  const fileStore = createFileStore(config, '');
+  const client = new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    dataConverter: createDataConverter({
+      payloads: fileStore.payloads,
+      claimCheckThresholdBytes: config.storage.claimCheckThresholdBytes,
+    }),
+  });
   if (config.temporal.searchAttributes) {
     await assertSearchAttributes(connection, config.temporal.namespace).catch(async (err: unknown) => {
       await connection.close();
@@ -86,9 +95,7 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
     readiness: () => checkTemporalReady(connection, config.temporal.namespace, 2_000),
     requests,
     registry,
-    fileStore: new LocalFileStore(join(config.dataDir, 'files'), '', {
-      defaultExpiresInSeconds: config.files.expiresInSeconds,
-    }),
+    fileStore,
     apiKeys: config.apiKeys,
     logger,
     maxBodyBytes: config.http.maxBodyBytes,

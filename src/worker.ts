@@ -8,7 +8,8 @@ import { createLogger } from './logger';
 import { createInputFetcher } from './models/input-files';
 import { ModelRegistry } from './models/registry';
 import { createModelRunners } from './models/runners';
-import { LocalFileStore } from './storage/file-store';
+import { createDataConverter } from './codec/data-converter';
+import { createFileStore, type FileStore } from './storage';
 import { connectToTemporal } from './temporal/connection';
 import { installTemporalRuntime } from './temporal/runtime';
 import { createWorkers, loadWorkflowBundle } from './workers';
@@ -17,7 +18,6 @@ import { EgressPolicy } from './egress/policy';
 import { readDeliveryBody } from './webhooks/deliveries';
 import { WebhookKeys } from './webhooks/keys';
 import { WebhookSigner } from './webhooks/signing';
-import { join } from 'node:path';
 import { processMetrics } from './observability/metrics';
 import { startMetricsServer, type MetricsServer } from './observability/metrics-server';
 import { workerObservability } from './observability/worker-observability';
@@ -35,8 +35,14 @@ export interface RunningWorkers {
 /** Connects to Temporal and runs the control worker and/or model runners this process is configured for. */
 export async function startWorkers(config: Config, registry: ModelRegistry, logger: Logger): Promise<RunningWorkers> {
   const connection = await connectToTemporal(config.temporal, (options) => NativeConnection.connect(options));
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const fileStore = createFileStore(config, defaultPublicBaseUrl(config));
+  const dataConverter = createDataConverter({
+    payloads: fileStore.payloads,
+    claimCheckThresholdBytes: config.storage.claimCheckThresholdBytes,
+  });
+  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });
   const workers = await createWorkers({
+    dataConverter,
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
@@ -44,7 +50,7 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
     workflowBundle: await loadWorkflowBundle(config.worker.workflowBundlePath, logger),
     tuning: config.worker,
     observability: workerObservability(processMetrics(), logger),
-    activityDeps: createActivityDeps(config, registry, client),
+    activityDeps: createActivityDeps(config, registry, client, fileStore),
   });
   if (config.worker.control) {
     // The control worker owns the files' sweeper; creating it is idempotent, so every start may do it.
@@ -83,7 +89,12 @@ export async function startWorkers(config: Config, registry: ModelRegistry, logg
  * the file store, the input fetcher and the webhook sender. Workers of an embedding application pass
  * the result to `createActivities`; `client` reads large webhook bodies from delivery inputs.
  */
-export function createActivityDeps(config: Config, registry: ModelRegistry, client: Client): ActivityDeps {
+export function createActivityDeps(
+  config: Config,
+  registry: ModelRegistry,
+  client: Client,
+  fileStore: FileStore = createFileStore(config, defaultPublicBaseUrl(config)),
+): ActivityDeps {
   const runners = createModelRunners(registry, { cogWebhook: config.cogWebhook });
   // Webhooks and model inputs reach only public addresses, unless EGRESS_ALLOW opens more.
   const egress = new EgressPolicy(config.egress.allow);
@@ -92,12 +103,11 @@ export function createActivityDeps(config: Config, registry: ModelRegistry, clie
     maxBytes: config.inputs.maxBytes,
     timeoutMs: config.inputs.timeoutMs,
     egress,
+    readStoreFile: (url) => fileStore.readByUrl(url),
   });
   return {
     runners,
-    fileStore: new LocalFileStore(join(config.dataDir, 'files'), defaultPublicBaseUrl(config), {
-      defaultExpiresInSeconds: config.files.expiresInSeconds,
-    }),
+    fileStore,
     fetchInput,
     webhook: {
       userAgent: 'fal-queue-temporal-webhooks/0.1',

@@ -1,5 +1,7 @@
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
+import type { DataConverter } from '@temporalio/common';
 import type { Logger } from 'pino';
+import { payloadConverterPath } from './codec/data-converter';
 import { createActivities, type ActivityDeps } from './activities';
 import type { Config } from './config';
 import { modelTaskQueue, runnerConcurrency, type ModelRegistry } from './models/registry';
@@ -9,8 +11,13 @@ import { workflowInterceptorModules, type WorkerObservability } from './observab
 export const workflowsPath: string = require.resolve('./workflows');
 
 /** What `bundleWorkflowCode` needs for our workflows, interceptors included (they report request ends as metrics). */
-export function workflowBundleOptions(): { workflowsPath: string; workflowInterceptorModules: string[] } {
-  return { workflowsPath, workflowInterceptorModules };
+export function workflowBundleOptions(): {
+  workflowsPath: string;
+  workflowInterceptorModules: string[];
+  payloadConverterPath: string;
+} {
+  // The lossless JSON payload converter runs inside workflows too, so it is part of the bundle.
+  return { workflowsPath, workflowInterceptorModules, payloadConverterPath };
 }
 
 export interface WorkerSetOptions {
@@ -23,6 +30,11 @@ export interface WorkerSetOptions {
   workflowBundle: WorkflowBundleOption;
   /** Which queues to poll and how hard. */
   tuning: Config['worker'];
+  /**
+   * The queue's data converter (`createDataConverter`: lossless JSON, claim check); every worker and client of the
+   * queue must use the same one. Omitted = Temporal's default (large payloads then fail).
+   */
+  dataConverter?: DataConverter;
   /** Metrics and request-scoped logs (see `workerObservability`); omitted = none. */
   observability?: WorkerObservability;
 }
@@ -34,7 +46,7 @@ export interface WorkerSetOptions {
 export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]> {
   const activities = createActivities(options.activityDeps);
   const workers: Worker[] = [];
-  const common = { connection: options.connection, namespace: options.namespace };
+  const common = { connection: options.connection, namespace: options.namespace, dataConverter: options.dataConverter };
   if (options.tuning.control) {
     workers.push(
       await Worker.create({

@@ -2,7 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ErrorType } from '../errors';
 import type { LogEntry, LogLevel } from '../domain/request';
 import type { FetchedInput, ModelContext, ModelRunner } from '../models/types';
-import type { LocalFileStore } from '../storage/file-store';
+import type { FileStore } from '../storage/file-store';
 
 export interface RunInferenceInput {
   requestId: string;
@@ -40,7 +40,7 @@ export interface InferenceHeartbeat {
 
 export interface RunInferenceDeps {
   runners: ReadonlyMap<string, ModelRunner>;
-  fileStore: LocalFileStore;
+  fileStore: FileStore;
   fetchInput: (url: string, signal: AbortSignal) => Promise<FetchedInput>;
   /** Gives a slot back to an admission queue (batched per process); see `createAdmissionActivities`. */
   releaseSlot?: (input: { queueWorkflowId: string; requestId: string }) => Promise<void>;

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { ApiKey } from '../config';
 import type { RequestsClient } from '../client/requests';
 import type { ModelRegistry } from '../models/registry';
-import type { LocalFileStore } from '../storage/file-store';
+import { losslessJsonBody } from '../codec/json-body';
+import type { FileStore } from '../storage/file-store';
 import { processMetrics, type QueueMetrics } from '../observability/metrics';
 import { requestLogging } from '../observability/http-logging';
 import { requireKey } from './auth';
@@ -28,7 +29,7 @@ export interface AppDeps {
   readiness?: () => Promise<void>;
   requests: RequestsClient;
   registry: ModelRegistry;
-  fileStore: LocalFileStore;
+  fileStore: FileStore;
   apiKeys: readonly ApiKey[];
   logger: Logger;
   maxBodyBytes: number;
@@ -62,7 +63,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(fileRoutes(deps.fileStore));
   app.use(jwksRoutes(deps.webhookKeys));
   app.use(uploadRoutes(deps));
-  app.use(express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
+  app.use(losslessJsonBody({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   app.use(requireKey(deps.apiKeys));
   // Before the queue routes, whose submit would read these paths as model ids.
   app.use(storageRoutes(deps));

@@ -5,6 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { parseJson, stringifyJson } from '../codec/json';
 import type { ValidationDetail } from '../domain/request';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
 import type { StoredFile } from '../storage/file-store';
@@ -128,7 +129,7 @@ async function createPrediction(
   signal: AbortSignal,
   ctx: ModelContext,
 ): Promise<HttpAnswer> {
-  const body = JSON.stringify({
+  const body = stringifyJson({
     id: predictionId,
     input,
     ...(webhook ? { webhook, webhook_events_filter: ['logs'] } : {}),
@@ -357,7 +358,7 @@ function resolveRef(node: JsonSchema | undefined, components: Record<string, Jso
 
 function parsePrediction(text: string): CogPrediction | undefined {
   try {
-    const parsed = JSON.parse(text) as unknown;
+    const parsed = parseJson(text);
     return parsed && typeof parsed === 'object' ? (parsed as CogPrediction) : undefined;
   } catch {
     return undefined;

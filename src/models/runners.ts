@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { toPlainNumbers } from '../codec/json';
 import { BackendNotConfiguredError } from '../errors';
 import { ModelsFileError, type ModelDefinition, type ModelRegistry } from './registry';
 import { builtinModels } from './builtin';
@@ -33,7 +34,13 @@ export function createModelRunner(def: ModelDefinition, cogWebhooks?: CogWebhook
   if (!def.inputSchema) return runner;
   const schema = inputSchemaOf(def);
   return {
-    run: (input, ctx) => runner.run(parseInput(schema, input), ctx),
+    run: (input, ctx) => {
+      const plain = toPlainNumbers(input);
+      if (plain === input) return runner.run(parseInput(schema, input), ctx);
+      // Numbers a double cannot hold are checked by their value, but the backend gets their exact text.
+      parseInput(schema, plain);
+      return runner.run(input, ctx);
+    },
   };
 }
 
@@ -59,11 +66,14 @@ function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver): M
             `(known: ${Object.keys(builtinModels).join(', ')})`,
         );
       }
+      let builtin: ModelRunner;
       try {
-        return factory(backend.options);
+        builtin = factory(backend.options);
       } catch (err) {
         throw new ModelsFileError(`model "${def.id}", field "backend.options": ${(err as Error).message}`);
       }
+      // Built-in models compute with their inputs: they get plain numbers.
+      return { run: (input, ctx) => builtin.run(toPlainNumbers(input), ctx) };
     }
   }
 }

@@ -1,11 +1,11 @@
 import { Router } from 'express';
-import type { LocalFileStore } from '../../storage/file-store';
+import type { FileStore } from '../../storage/file-store';
 import { HttpError } from '../http-error';
 import { FileParams } from '../schemas';
 import { validate, validated } from '../validate';
 
 /** Serves stored files (model outputs) at the URLs the outputs carry: unguessable ids, no key, as on fal's CDN. */
-export function fileRoutes(store: LocalFileStore): Router {
+export function fileRoutes(store: FileStore): Router {
   const router = Router();
   const schemas = { params: FileParams };
   router.get('/files/:fileId/:fileName', validate(schemas), async (_req, res) => {

@@ -1,11 +1,11 @@
 import { Router, type Request } from 'express';
-import { UploadRejectedError, type LocalFileStore } from '../../storage/file-store';
+import { UploadRejectedError, type FileStore } from '../../storage/file-store';
 import { HttpError } from '../http-error';
 import { UploadHeaders, UploadInitiateBody, UploadParams, UploadQuery } from '../schemas';
 import { validate, validated } from '../validate';
 
 export interface StorageRouteDeps {
-  fileStore: LocalFileStore;
+  fileStore: FileStore;
   /** Largest upload accepted; no model could fetch a larger input anyway (`INPUT_MAX_BYTES`). */
   maxUploadBytes: number;
   /** Base URL for the URLs we hand out; undefined = how this request reached us. */
@@ -39,7 +39,8 @@ export function storageRoutes(deps: StorageRouteDeps): Router {
     );
     const token = encodeURIComponent(reservation.token);
     res.json({
-      upload_url: `${base}/storage/upload/${reservation.fileId}?token=${token}`,
+      // With an object store the bytes go straight to it (a presigned PUT), never through the API.
+      upload_url: reservation.uploadUrl ?? `${base}/storage/upload/${reservation.fileId}?token=${token}`,
       file_url: reservation.fileUrl,
     });
   });

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import type { RequestsClient, RequestView } from '../../client/requests';
+import { stringifyJson } from '../../codec/json';
 import { QueueStatus, type LogEntry } from '../../domain/request';
 import { ownerOf } from '../auth';
 import { RequestParams, StatusQuery } from '../schemas';
@@ -120,7 +121,7 @@ function openEventStream(res: Response, keepAliveMs: number, headers: Record<str
   return {
     send(data) {
       if (ended) return;
-      res.write(`data: ${JSON.stringify(data)}\n\n`);
+      res.write(`data: ${stringifyJson(data)}\n\n`);
       // Any event proves the stream alive; the next ping is due a full interval later.
       clearInterval(ping);
       ping = setInterval(() => res.write(': ping\n\n'), keepAliveMs);
