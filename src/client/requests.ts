@@ -6,6 +6,7 @@ import {
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
 import type { InferenceHeartbeat } from '../activities';
 import { QueueStatus, type LogEntry, type RequestOutcome } from '../domain/request';
@@ -257,7 +258,7 @@ export class RequestsClient {
     const pending = description.raw.pendingActivities ?? [];
     const inference = pending.find((a) => a.activityType?.name === 'runInference');
     if (inference) {
-      const logs = this.heartbeatLogs(inference.heartbeatDetails?.payloads ?? []);
+      const logs = await this.heartbeatLogs(inference.heartbeatDetails?.payloads ?? []);
       const started = inference.state !== PendingState.PENDING_ACTIVITY_STATE_SCHEDULED || (inference.attempt ?? 1) > 1;
       return started
         ? { ...base, status: QueueStatus.InProgress, logs }
@@ -288,11 +289,14 @@ export class RequestsClient {
     this.views?.invalidate(requestId);
   }
 
-  private heartbeatLogs(payloads: temporal.api.common.v1.IPayload[]): LogEntry[] {
+  private async heartbeatLogs(payloads: temporal.api.common.v1.IPayload[]): Promise<LogEntry[]> {
     const first = payloads[0];
     if (!first) return [];
     try {
-      const details = this.client.options.loadedDataConverter.payloadConverter.fromPayload<InferenceHeartbeat>(first);
+      // Through the codecs too: a long log is a claim-check reference in the heartbeat.
+      const details = await decodeFromPayloadsAtIndex<InferenceHeartbeat>(this.client.options.loadedDataConverter, 0, [
+        first,
+      ]);
       return Array.isArray(details?.logs) ? details.logs : [];
     } catch {
       return [];

@@ -5,6 +5,7 @@ import {
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { webhookBodyFor, type WebhookBody } from '../domain/request';
 import { cancelledOutcome, inferenceRequest, type InferenceRequestInput } from '../workflows/inference-request';
 import { DEFAULT_MAX_PAYLOAD_BYTES, fitWebhookBody } from './payload';
@@ -45,7 +46,8 @@ async function readStartInput<T>(client: Client, execution: DeliveryExecutionRef
   });
   const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
   if (!payload) throw new Error(`the history of ${execution.workflowId} has no start event with an input`);
-  return client.options.loadedDataConverter.payloadConverter.fromPayload<T>(payload);
+  // Through the codecs too: a large input is a claim-check reference in history.
+  return decodeFromPayloadsAtIndex<T>(client.options.loadedDataConverter, 0, [payload]);
 }
 
 /** {@link readDeliveryInput}, narrowed to what an attempt needs. */

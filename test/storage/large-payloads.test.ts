@@ -176,7 +176,10 @@ describe('a payload the queue cannot carry', () => {
   beforeAll(async () => {
     // The claim check off: Temporal's own 2 MiB payload limit applies.
     stack = await startStack({
-      models: { models: [{ id: 'test/echo', backend: { kind: 'http', url: 'http://127.0.0.1:9' } }] },
+      // Unlimited: no admission queue, whose worker this API-only stack does not run.
+      models: {
+        models: [{ id: 'test/echo', concurrency: 'unlimited', backend: { kind: 'http', url: 'http://127.0.0.1:9' } }],
+      },
       env: { CLAIM_CHECK_THRESHOLD_BYTES: '0' },
       workers: false,
     });
