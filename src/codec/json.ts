@@ -15,9 +15,20 @@ import {
 
 export { LosslessNumber, isLosslessNumber };
 
+/**
+ * The numbers {@link parseJson} keeps as text. Code that serialises with plain `JSON.stringify` (Temporal's default
+ * converter in an embedding worker, size estimates) gets the nearest double, as before this module existed;
+ * {@link stringifyJson} writes the exact text.
+ */
+export class ExactNumber extends LosslessNumber {
+  toJSON(): number {
+    return Number(this.value);
+  }
+}
+
 // A value-preserving check: `2.0` and `1e2` become plain numbers (same value), `-0` does not (JSON.stringify writes 0).
 function parseNumber(text: string): number | LosslessNumber {
-  return isSafeNumber(text) && !/^-0*(\.0*)?([eE].*)?$/.test(text) ? Number(text) : new LosslessNumber(text);
+  return isSafeNumber(text) && !/^-0*(\.0*)?([eE].*)?$/.test(text) ? Number(text) : new ExactNumber(text);
 }
 
 /**
@@ -65,7 +76,7 @@ function losslessParseChecked(text: string): unknown {
 
 function restoreMarked(value: unknown): unknown {
   if (typeof value === 'string') {
-    return value.startsWith(MARKER) ? new LosslessNumber(value.slice(MARKER.length)) : value;
+    return value.startsWith(MARKER) ? new ExactNumber(value.slice(MARKER.length)) : value;
   }
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) value[i] = restoreMarked(value[i]);
@@ -84,10 +95,12 @@ function restoreMarked(value: unknown): unknown {
  */
 export function stringifyJson(value: unknown): string {
   let found = 0;
-  const text = JSON.stringify(value, (_key, v: unknown) => {
-    if (!isLosslessNumber(v)) return v;
+  // The holder's own value, not `v`: JSON.stringify has already applied ExactNumber's toJSON to `v`.
+  const text = JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const original = this[key];
+    if (!isLosslessNumber(original)) return v;
     found++;
-    return `${MARKER}${(v as LosslessNumber).value}`;
+    return `${MARKER}${(original as LosslessNumber).value}`;
   });
   if (found === 0 || text === undefined) return text;
   const parts = text.split(`"${ESCAPED_MARKER}`);

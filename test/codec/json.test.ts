@@ -36,6 +36,10 @@ describe('lossless JSON', () => {
     expect(stringifyJson(value)).toBe(JSON.stringify(value));
   });
 
+  it('plain JSON.stringify writes a kept number as its nearest double, as the default Temporal converter would', () => {
+    expect(JSON.stringify(parseJson('{"seed":196619188014358661,"z":-0}'))).toBe('{"seed":196619188014358660,"z":0}');
+  });
+
   it('turns kept numbers into their nearest doubles for code that computes', () => {
     const value = parseJson('{"seed":196619188014358661,"scale":2}');
     expect(toPlainNumbers(value)).toEqual({ seed: 196619188014358660, scale: 2 });

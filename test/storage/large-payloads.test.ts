@@ -4,6 +4,7 @@ import { falClientFor } from '../fal-client/fal-hosts';
 import { startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { startSeaweedFs, type SeaweedFs } from '../helpers/seaweedfs';
 import { eventually, startStack, type Stack } from '../helpers/stack';
+import { verifyFal } from '../webhooks/verify';
 
 const SEED = '196619188014358661';
 const NEGATIVE = '-1234567890123456789';
@@ -129,6 +130,9 @@ describe('large payloads and exact numbers on the s3 store', () => {
     expect(backend.requests.find((r) => r.body.includes('"mode":"numbers"'))!.body).toBe(input);
     const hook = await eventually(async () => receiver.requests.find((r) => r.url === '/numbers'));
     expect(hook.body).toContain(`"payload":${NUMBERS_OUTPUT},`);
+    // The signature covers exactly these bytes.
+    const jwks = (await (await stack.api('/.well-known/jwks.json')).json()) as { keys: object[] };
+    expect(verifyFal(hook, jwks)).toBe(true);
 
     // The synchronous run (`fal.run`) answers with the same bytes.
     const run = await stack.api('/run/test/echo', {
