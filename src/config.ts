@@ -141,7 +141,11 @@ export const EnvSchema = z.object({
   AWS_ACCESS_KEY_ID: optionalString,
   AWS_SECRET_ACCESS_KEY: optionalString,
   AWS_SESSION_TOKEN: optionalString,
-  CLAIM_CHECK_THRESHOLD_BYTES: z.coerce.number().int().min(0).default(128 * 1024),
+  CLAIM_CHECK_THRESHOLD_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(128 * 1024),
   CLAIM_CHECK_RETENTION_SECONDS: positiveInt.default(30 * 86_400),
 
   FILE_EXPIRATION_SECONDS: z.coerce.number().int().min(0).default(604_800),
@@ -336,11 +340,17 @@ function storageConfig(e: z.infer<typeof EnvSchema>): StorageConfig {
     publicEndpoint: e.S3_PUBLIC_ENDPOINT,
     publicBaseUrl: e.S3_PUBLIC_BASE_URL,
     // Custom endpoints (SeaweedFS, MinIO, ...) rarely resolve bucket host names; AWS prefers virtual hosts.
-    forcePathStyle: e.S3_FORCE_PATH_STYLE ? e.S3_FORCE_PATH_STYLE === 'true' || e.S3_FORCE_PATH_STYLE === '1' : !!e.S3_ENDPOINT,
+    forcePathStyle: e.S3_FORCE_PATH_STYLE
+      ? e.S3_FORCE_PATH_STYLE === 'true' || e.S3_FORCE_PATH_STYLE === '1'
+      : !!e.S3_ENDPOINT,
     region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION ?? 'us-east-1',
     credentials:
       e.AWS_ACCESS_KEY_ID && e.AWS_SECRET_ACCESS_KEY
-        ? { accessKeyId: e.AWS_ACCESS_KEY_ID, secretAccessKey: e.AWS_SECRET_ACCESS_KEY, sessionToken: e.AWS_SESSION_TOKEN }
+        ? {
+            accessKeyId: e.AWS_ACCESS_KEY_ID,
+            secretAccessKey: e.AWS_SECRET_ACCESS_KEY,
+            sessionToken: e.AWS_SESSION_TOKEN,
+          }
         : undefined,
   };
 }

@@ -11,7 +11,10 @@ export { S3FileStore, type S3StoreOptions } from './s3-file-store';
  * `publicBaseUrl` (served by the API), `s3` = the bucket. One per process; the API, the control worker and every
  * runner must name the same store.
  */
-export function createFileStore(config: Pick<Config, 'storage' | 'dataDir' | 'files'>, publicBaseUrl: string): FileStore {
+export function createFileStore(
+  config: Pick<Config, 'storage' | 'dataDir' | 'files'>,
+  publicBaseUrl: string,
+): FileStore {
   const common = {
     defaultExpiresInSeconds: config.files.expiresInSeconds,
     payloadRetentionSeconds: config.storage.claimCheckRetentionSeconds,

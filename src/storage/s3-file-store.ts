@@ -261,7 +261,12 @@ class S3PayloadStore implements PayloadStore {
   async put(sha256: string, data: Uint8Array): Promise<void> {
     await new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: `${this.prefix}${sha256}`, Body: data, ContentType: 'application/octet-stream' },
+      params: {
+        Bucket: this.bucket,
+        Key: `${this.prefix}${sha256}`,
+        Body: data,
+        ContentType: 'application/octet-stream',
+      },
     }).done();
   }
 
