@@ -177,6 +177,28 @@ export const EnvSchema = z.object({
   COG_WEBHOOK_PORT: port.default(0),
   COG_WEBHOOK_URL: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
 
+  STORAGE_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^(local|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?)$/, 'must be "local" or s3://bucket[/prefix]')
+      .optional(),
+  ),
+  S3_ENDPOINT: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  S3_PUBLIC_ENDPOINT: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  S3_PUBLIC_BASE_URL: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  S3_FORCE_PATH_STYLE: z.enum(['true', 'false', '1', '0']).optional(),
+  AWS_REGION: optionalString,
+  AWS_DEFAULT_REGION: optionalString,
+  AWS_ACCESS_KEY_ID: optionalString,
+  AWS_SECRET_ACCESS_KEY: optionalString,
+  AWS_SESSION_TOKEN: optionalString,
+  CLAIM_CHECK_THRESHOLD_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(128 * 1024),
+  CLAIM_CHECK_RETENTION_SECONDS: positiveInt.default(30 * 86_400),
+
   FILE_EXPIRATION_SECONDS: z.coerce.number().int().min(0).default(604_800),
   FILE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),
   STATUS_STREAM_POLL_MS: positiveInt.default(500),
@@ -272,6 +294,8 @@ export interface Config {
     /** Time between two runs of the sweeper schedule that deletes expired files. */
     sweepEveryMs: number;
   };
+  /** Where files, uploads and claim-checked payloads live (see docs/storage.md). */
+  storage: StorageConfig;
   /** The SSE status stream: how often a watched request is read, and the longest silence between events. */
   statusStream: { pollMs: number; keepAliveMs: number };
   /**
@@ -297,6 +321,28 @@ export interface Config {
   /** Port of the worker's own `/metrics` and `/healthz` server; undefined = none (the API serves `/metrics` anyway). */
   metricsPort?: number;
 }
+
+/** `local`: `DATA_DIR/files` served by the API. `s3`: an S3-compatible bucket (`STORAGE_URL=s3://bucket/prefix`). */
+export type StorageConfig = {
+  /** Payloads over this many bytes go to the store, history keeps a reference; 0 = off. */
+  claimCheckThresholdBytes: number;
+  /** How long claim-checked payloads are kept (at least the namespace's history retention). */
+  claimCheckRetentionSeconds: number;
+} & (
+  | { kind: 'local' }
+  | {
+      kind: 's3';
+      bucket: string;
+      /** Key prefix without slashes at either end; '' = the bucket's root. */
+      prefix: string;
+      endpoint?: string;
+      publicEndpoint?: string;
+      publicBaseUrl?: string;
+      forcePathStyle: boolean;
+      region: string;
+      credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    }
+);
 
 /** Thrown when the environment does not describe a valid configuration; the message names each bad variable. */
 export class ConfigError extends Error {
@@ -373,6 +419,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     inputs: { maxBytes: e.INPUT_MAX_BYTES, timeoutMs: e.INPUT_TIMEOUT_MS },
     cogWebhook: { host: e.COG_WEBHOOK_HOST, port: e.COG_WEBHOOK_PORT, publicUrl: e.COG_WEBHOOK_URL },
     files: { expiresInSeconds: e.FILE_EXPIRATION_SECONDS, sweepEveryMs: e.FILE_SWEEP_INTERVAL_MS },
+    storage: storageConfig(e),
     statusStream: { pollMs: e.STATUS_STREAM_POLL_MS, keepAliveMs: e.STATUS_STREAM_KEEPALIVE_MS },
     statusCacheRefreshMs: e.STATUS_CACHE_REFRESH_MS,
     codec: {
@@ -392,6 +439,40 @@ function claimOf(text: string | undefined): { name: string; value: string } | un
   if (!text) return undefined;
   const at = text.indexOf('=');
   return { name: text.slice(0, at), value: text.slice(at + 1) };
+}
+
+function storageConfig(e: z.infer<typeof EnvSchema>): StorageConfig {
+  const claimCheck = {
+    claimCheckThresholdBytes: e.CLAIM_CHECK_THRESHOLD_BYTES,
+    claimCheckRetentionSeconds: e.CLAIM_CHECK_RETENTION_SECONDS,
+  };
+  if (!e.STORAGE_URL || e.STORAGE_URL === 'local') return { kind: 'local', ...claimCheck };
+  const url = new URL(e.STORAGE_URL);
+  if (Boolean(e.AWS_ACCESS_KEY_ID) !== Boolean(e.AWS_SECRET_ACCESS_KEY)) {
+    throw new ConfigError('Invalid configuration:\n  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together');
+  }
+  return {
+    kind: 's3',
+    ...claimCheck,
+    bucket: url.hostname,
+    prefix: decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, ''),
+    endpoint: e.S3_ENDPOINT,
+    publicEndpoint: e.S3_PUBLIC_ENDPOINT,
+    publicBaseUrl: e.S3_PUBLIC_BASE_URL,
+    // Custom endpoints (SeaweedFS, MinIO, ...) rarely resolve bucket host names; AWS prefers virtual hosts.
+    forcePathStyle: e.S3_FORCE_PATH_STYLE
+      ? e.S3_FORCE_PATH_STYLE === 'true' || e.S3_FORCE_PATH_STYLE === '1'
+      : !!e.S3_ENDPOINT,
+    region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION ?? 'us-east-1',
+    credentials:
+      e.AWS_ACCESS_KEY_ID && e.AWS_SECRET_ACCESS_KEY
+        ? {
+            accessKeyId: e.AWS_ACCESS_KEY_ID,
+            secretAccessKey: e.AWS_SECRET_ACCESS_KEY,
+            sessionToken: e.AWS_SESSION_TOKEN,
+          }
+        : undefined,
+  };
 }
 
 /**

@@ -36,10 +36,12 @@ export { QueueStatus } from './workflows/shared/request';
 export { RequestErrorType } from './workflows/shared/errors';
 export type { RequestOutcome, LogEntry, WebhookBody } from './workflows/shared/request';
 
-// Payload encryption: give your own clients and workers the same codecs (`dataConverter`) as ours.
+// The data converter (lossless JSON, claim check, encryption): give your own clients and workers the same one as ours.
 export {
+  createDataConverter,
   createPayloadCodecs,
-  dataConverterFor,
+  encryptionCodecs,
+  payloadConverterPath,
   EncryptionCodec,
   parseEncryptionKeys,
   PayloadDecryptionError,

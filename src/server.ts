@@ -1,20 +1,19 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { Express } from 'express';
 import { createApp } from './api/app';
 import { StatusWatchers } from './api/status-watchers';
 import { RequestsClient } from './client/requests';
-import { createPayloadCodecs, dataConverterFor } from './codec';
+import { createDataConverter, encryptionCodecs } from './codec';
 import { LOCAL_DEV_KEY, loadConfig, type Config } from './config';
 import { createLogger } from './logger';
 import { ModelRegistry } from './models/registry';
 import { processMetrics } from './observability/metrics';
 import { assertSearchAttributes, checkTemporalReady, queueDepthProbe } from './observability/temporal-checks';
-import { LocalFileStore } from './storage/file-store';
+import { createFileStore } from './storage';
 import { connectToTemporal } from './temporal/connection';
 import { WebhookDeliveries } from './webhooks/deliveries';
 import { WebhookKeys } from './webhooks/keys';
@@ -58,15 +57,18 @@ export interface QueueApiOptions {
  * (`WEBHOOK_KEYS_DIR`), creating them on first use.
  */
 export async function createQueueApi({ connection, config, registry, logger }: QueueApiOptions): Promise<QueueApi> {
-  // The same codec chain as the workers': requests are encrypted before they leave this process.
-  const codecs = createPayloadCodecs(config);
+  // The API hands out file URLs based on how each request reached it, so the store needs no base URL of its own.
+  const fileStore = createFileStore(config, '');
+  // The operators' codec endpoint decrypts only: a claim-checked payload shows as its readable reference.
+  const codecs = encryptionCodecs(config);
   if (codecs.length > 0 && config.codec.authTokens.length === 0 && !config.codec.oidc) {
     logger.warn('payloads are encrypted but CODEC_AUTH_TOKENS is unset: the codec endpoint refuses everyone');
   }
   const client = new Client({
     connection,
     namespace: config.temporal.namespace,
-    dataConverter: dataConverterFor(codecs),
+    // The same data converter as the workers': lossless numbers, the claim check, and encryption when configured.
+    dataConverter: createDataConverter(config, fileStore.payloads),
   });
   const metrics = processMetrics();
   const removeQueueProbe = metrics.addQueueProbe(
@@ -110,9 +112,7 @@ export async function createQueueApi({ connection, config, registry, logger }: Q
     readiness: () => checkTemporalReady(connection, config.temporal.namespace, 2_000),
     requests,
     registry,
-    fileStore: new LocalFileStore(join(config.dataDir, 'files'), '', {
-      defaultExpiresInSeconds: config.files.expiresInSeconds,
-    }),
+    fileStore,
     apiKeys: config.apiKeys,
     logger,
     maxBodyBytes: config.http.maxBodyBytes,

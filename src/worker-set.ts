@@ -1,11 +1,10 @@
-import { join } from 'node:path';
 import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { createActivities, type ActivityDeps } from './activities';
 import { ensureFileSweeper } from './client/file-sweeper';
-import { createPayloadCodecs, dataConverterFor } from './codec';
+import { createDataConverter, payloadConverterPath } from './codec';
 import { defaultPublicBaseUrl, type Config } from './config';
 import { createEgressFetch } from './egress/agent';
 import { EgressPolicy } from './egress/policy';
@@ -19,7 +18,7 @@ import {
   workflowInterceptorModules,
   type WorkerObservability,
 } from './observability/worker-observability';
-import { LocalFileStore } from './storage/file-store';
+import { createFileStore, type FileStore } from './storage';
 import { connectToTemporal } from './temporal/connection';
 import { readDeliveryBody } from './webhooks/deliveries';
 import { WebhookKeys } from './webhooks/keys';
@@ -29,8 +28,13 @@ import { WebhookSigner } from './webhooks/signing';
 export const workflowsPath: string = require.resolve('./workflows');
 
 /** What `bundleWorkflowCode` needs for our workflows, interceptors included (they report request ends as metrics). */
-export function workflowBundleOptions(): { workflowsPath: string; workflowInterceptorModules: string[] } {
-  return { workflowsPath, workflowInterceptorModules };
+export function workflowBundleOptions(): {
+  workflowsPath: string;
+  workflowInterceptorModules: string[];
+  payloadConverterPath: string;
+} {
+  // The lossless JSON payload converter runs inside workflows too, so it is part of the bundle.
+  return { workflowsPath, workflowInterceptorModules, payloadConverterPath };
 }
 
 export interface WorkerSetOptions {
@@ -45,7 +49,10 @@ export interface WorkerSetOptions {
   tuning: Config['worker'];
   /** Metrics and request-scoped logs (see `workerObservability`); omitted = none. */
   observability?: WorkerObservability;
-  /** Payload codecs (encryption), the same as the clients'; see `createPayloadCodecs` / `dataConverterFor`. */
+  /**
+   * The queue's data converter (`createDataConverter`: lossless JSON, claim check, encryption); every worker and
+   * client of the queue must use the same one. Omitted = Temporal's default (large payloads then fail).
+   */
   dataConverter?: DataConverter;
 }
 
@@ -155,7 +162,8 @@ export async function startWorkers(
   runnerOptions: RunnerOptions = {},
 ): Promise<RunningWorkers> {
   const connection = await connectToTemporal(config.temporal, (options) => NativeConnection.connect(options));
-  const dataConverter = dataConverterFor(createPayloadCodecs(config));
+  const fileStore = createFileStore(config, defaultPublicBaseUrl(config));
+  const dataConverter = createDataConverter(config, fileStore.payloads);
   const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter });
   const workers = await createWorkers({
     connection,
@@ -165,7 +173,7 @@ export async function startWorkers(
     workflowBundle: await loadWorkflowBundle(config.worker.workflowBundlePath, logger),
     tuning: config.worker,
     observability: workerObservability(processMetrics(), logger),
-    activityDeps: createActivityDeps(config, registry, client, { logger, runnerOptions }),
+    activityDeps: createActivityDeps(config, registry, client, { logger, runnerOptions, fileStore }),
     dataConverter,
   });
   if (config.worker.control) {
@@ -214,9 +222,12 @@ export function createActivityDeps(
     logger?: Logger;
     /** Code-only options of the model runners (tests pass built-in hooks); configuration wins for Cog's webhooks. */
     runnerOptions?: RunnerOptions;
+    /** The store outputs go to and `*_url` inputs of its own are read from. @default the configured store */
+    fileStore?: FileStore;
   } = {},
 ): ActivityDeps {
   const { logger, runnerOptions = {} } = options;
+  const fileStore = options.fileStore ?? createFileStore(config, defaultPublicBaseUrl(config));
   const runners = createModelRunners(registry, { ...runnerOptions, cogWebhook: config.cogWebhook });
   // Webhooks and model inputs reach only public addresses, unless EGRESS_ALLOW opens more.
   // Tenants are told "not a public address"; which address it was goes to the operator's log only.
@@ -229,12 +240,11 @@ export function createActivityDeps(
     maxBytes: config.inputs.maxBytes,
     timeoutMs: config.inputs.timeoutMs,
     egress,
+    readStoreFile: (url) => fileStore.readByUrl(url),
   });
   return {
     runners,
-    fileStore: new LocalFileStore(join(config.dataDir, 'files'), defaultPublicBaseUrl(config), {
-      defaultExpiresInSeconds: config.files.expiresInSeconds,
-    }),
+    fileStore,
     fetchInput,
     webhook: {
       userAgent: 'fal-queue-temporal-webhooks/0.1',

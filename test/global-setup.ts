@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { ensureTemporalCli } from '../src/temporal/cli';
+import { ensureSeaweedFs } from '../src/tools/seaweedfs';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server';
 import { quietBundlerLogger, workflowBundleOptions } from '../src/worker-set';
 
@@ -19,6 +20,11 @@ export default async function globalSetup(): Promise<void> {
   const projectRoot = resolve(__dirname, '..');
   const dir = mkdtempSync(join(tmpdir(), 'fal-queue-test-'));
   const cliPath = await ensureTemporalCli({ projectRoot, log: (line) => console.log(line) });
+  // SeaweedFS (the storage suites' S3 store) is built once per machine, into ~/.cache; minutes on the first run.
+  const weed = ensureSeaweedFs((line) => console.log(line)).then(
+    (path) => void (process.env.SEAWEEDFS_PATH = path),
+    (err: unknown) => void (process.env.SEAWEEDFS_ERROR = (err as Error).message),
+  );
   const [server, bundle] = await Promise.all([
     startDevServer({
       cliPath,
@@ -29,6 +35,7 @@ export default async function globalSetup(): Promise<void> {
     }),
     bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger() }),
   ]);
+  await weed;
   const bundlePath = join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, bundle.code);
   globalThis.__TEMPORAL_DEV_SERVER__ = server;

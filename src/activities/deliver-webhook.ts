@@ -1,4 +1,5 @@
 import { Context } from '@temporalio/activity';
+import { stringifyJson } from '../codec/json';
 import type { WebhookBody } from '../workflows/shared/request';
 import type { EgressFetch } from '../egress/agent';
 import type { WebhookSigner } from '../webhooks/signing';
@@ -48,7 +49,8 @@ export interface DeliverWebhookDeps {
 export function createDeliverWebhook(deps: DeliverWebhookDeps) {
   return async function deliverWebhook(input: DeliverWebhookInput): Promise<DeliveryAttemptResult> {
     const body = input.body ?? (await deps.loadBody(deliveryExecution()));
-    const raw = JSON.stringify(body);
+    // Lossless: numbers a double cannot hold go out as the backend wrote them, and the signature covers these bytes.
+    const raw = stringifyJson(body);
     const signature = await deps.signer.headers({
       requestId: input.requestId,
       owner: input.owner,

@@ -3,7 +3,7 @@ import { asRunnerError } from '../errors';
 import { ErrorType } from '../workflows/shared/errors';
 import type { LogEntry, LogLevel } from '../workflows/shared/request';
 import type { FetchedInput, ModelContext, ModelRunner } from '../models/types';
-import type { LocalFileStore } from '../storage/file-store';
+import type { FileStore } from '../storage/file-store';
 
 export interface RunInferenceInput {
   requestId: string;
@@ -41,7 +41,7 @@ export interface InferenceHeartbeat {
 
 export interface RunInferenceDeps {
   runners: ReadonlyMap<string, ModelRunner>;
-  fileStore: LocalFileStore;
+  fileStore: FileStore;
   fetchInput: (url: string, signal: AbortSignal) => Promise<FetchedInput>;
   /** Gives a slot back to an admission queue (batched per process); see `createAdmissionActivities`. */
   releaseSlot?: (input: { queueWorkflowId: string; requestId: string }) => Promise<void>;

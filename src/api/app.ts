@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ApiKey } from '../config';
 import type { RequestsClient } from '../client/requests';
 import type { ModelRegistry } from '../models/registry';
-import type { LocalFileStore } from '../storage/file-store';
+import type { FileStore } from '../storage/file-store';
 import { processMetrics, type QueueMetrics } from '../observability/metrics';
 import { requestLogging } from '../observability/http-logging';
 import { apiDocument, apiRoutes, type RouteDeps } from './api-routes';
@@ -34,7 +34,7 @@ export interface AppDeps {
   readiness?: () => Promise<void>;
   requests: RequestsClient;
   registry: ModelRegistry;
-  fileStore: LocalFileStore;
+  fileStore: FileStore;
   apiKeys: readonly ApiKey[];
   logger: Logger;
   maxBodyBytes: number;

@@ -31,9 +31,11 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         ? err
         : typeof type === 'string' && BODY_ERRORS[type]
           ? BODY_ERRORS[type](err as { limit?: number; message: string })
-          : isTemporalUnavailable(err)
-            ? new HttpError(503, { detail: 'The queue backend (Temporal) is unavailable; try again shortly' })
-            : undefined;
+          : (err as { name?: unknown })?.name === 'PayloadTooLargeError'
+            ? new HttpError(413, { detail: (err as Error).message })
+            : isTemporalUnavailable(err)
+              ? new HttpError(503, { detail: 'The queue backend (Temporal) is unavailable; try again shortly' })
+              : undefined;
     // The path only: query strings carry secrets (`fal_webhook` URLs, upload `?token=`).
     if (!mapped || mapped.status >= 500) logger.error({ err, method: req.method, path: req.path }, 'request failed');
     const error = mapped ?? new HttpError(500, { detail: 'Internal server error' });

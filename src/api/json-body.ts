@@ -1,4 +1,5 @@
-import express, { type RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
+import { losslessJsonBody } from '../codec/json-body';
 
 /**
  * Deepest nesting of arrays and objects a JSON body may have. Far beyond any model input, and far
@@ -7,13 +8,16 @@ import express, { type RequestHandler } from 'express';
  */
 export const MAX_JSON_DEPTH = 100;
 
-/** The JSON body parser of routes with a JSON body: size-limited, depth-limited. */
-export function jsonBody(maxBytes: number): RequestHandler {
-  return express.json({
+/**
+ * The JSON body parser of routes with a JSON body: size-limited, depth-limited, and lossless (a model input's
+ * integers past 2^53, `-0` and long decimals reach the backend as the client wrote them).
+ */
+export function jsonBody(maxBytes: number): RequestHandler[] {
+  return losslessJsonBody({
     limit: maxBytes,
     type: ['application/json', 'application/*+json'],
-    // body-parser calls this with the raw bytes before JSON.parse sees them.
-    verify: (_req, _res, raw) => assertJsonDepth(raw, MAX_JSON_DEPTH),
+    // body-parser calls this with the raw bytes before the parser sees them.
+    verify: (raw) => assertJsonDepth(raw, MAX_JSON_DEPTH),
   });
 }
 

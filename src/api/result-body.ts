@@ -1,4 +1,5 @@
 import type { Response } from 'express';
+import { stringifyJson } from '../codec/json';
 import type { RequestOutcome } from '../workflows/shared/request';
 
 /**
@@ -10,6 +11,7 @@ export function sendResult(res: Response, requestId: string, outcome: RequestOut
   res.set('x-fal-request-id', requestId);
   // fal names the timeout that ended a request; `user` = the client's own x-fal-request-timeout.
   if (outcome.status === 'ERROR' && outcome.timeoutType) res.set('x-fal-request-timeout-type', outcome.timeoutType);
-  if (outcome.status === 'OK') res.json(outcome.output);
+  // Written losslessly: integers past 2^53, -0 and long decimals leave as the backend wrote them.
+  if (outcome.status === 'OK') res.type('application/json').send(stringifyJson(outcome.output));
   else res.status(outcome.httpStatus).json({ detail: outcome.detail, error_type: outcome.errorType });
 }

@@ -80,7 +80,7 @@ export function mountRoutes<D>(routes: readonly ApiRoute<D>[], deps: D, options:
     const { params, query, headers, body } = route.request ?? {};
     const schemas: RequestSchemas = { params, query, headers, body: body?.readBy ? undefined : body?.schema };
     const handlers: RequestHandler[] = [];
-    if (body && (body.contentType ?? 'application/json') === 'application/json') handlers.push(parseJson);
+    if (body && (body.contentType ?? 'application/json') === 'application/json') handlers.push(...parseJson);
     handlers.push(validate(schemas), async (req, res) => {
       const valid = res.locals.valid as RouteInput<RouteRequest>;
       await route.handle({ ...valid, deps, req, res });

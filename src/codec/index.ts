@@ -4,7 +4,12 @@
  */
 import type { DataConverter, LoadedDataConverter, Payload, PayloadCodec } from '@temporalio/common';
 import type { Config } from '../config';
+import type { PayloadStore } from '../storage/file-store';
+import { ClaimCheckCodec } from './claim-check';
 import { EncryptionCodec } from './encryption';
+
+/** The module of the queue's payload converter (lossless JSON numbers), for `bundleWorkflowCode({ payloadConverterPath })`. */
+export const payloadConverterPath: string = require.resolve('./payload-converter');
 
 export {
   EncryptionCodec,
@@ -16,22 +21,37 @@ export {
 export type { EncryptionKey } from './encryption';
 
 /**
- * The payload codecs this configuration asks for, in encode order (Temporal decodes in reverse).
- * Encryption comes last on encode, so whatever reaches the Temporal server is ciphertext.
- * Empty when `PAYLOAD_ENCRYPTION_KEYS` is unset.
+ * The payload codecs this configuration asks for, in encode order (Temporal decodes in reverse): the claim check
+ * first (payloads over `CLAIM_CHECK_THRESHOLD_BYTES` go to the store, when a store is given), then encryption, so
+ * whatever reaches the Temporal server, references included, is ciphertext when `PAYLOAD_ENCRYPTION_KEYS` is set.
  */
-export function createPayloadCodecs(config: Pick<Config, 'codec'>): PayloadCodec[] {
+export function createPayloadCodecs(
+  config: Pick<Config, 'codec' | 'storage'>,
+  payloads?: PayloadStore,
+): PayloadCodec[] {
   const codecs: PayloadCodec[] = [];
-  if (config.codec.encryptionKeys.length > 0) codecs.push(new EncryptionCodec(config.codec.encryptionKeys));
+  if (payloads && config.storage.claimCheckThresholdBytes > 0) {
+    codecs.push(new ClaimCheckCodec({ store: payloads, thresholdBytes: config.storage.claimCheckThresholdBytes }));
+  }
+  codecs.push(...encryptionCodecs(config));
   return codecs;
 }
 
 /**
- * The `dataConverter` option of `new Client(...)` and `Worker.create(...)` for these codecs; pass the same
- * list everywhere (see {@link createPayloadCodecs}).
+ * The codecs the operators' codec endpoint runs: encryption only, so the Web UI shows decrypted payloads and, for a
+ * claim-checked one, its readable reference rather than megabytes fetched from the store.
  */
-export function dataConverterFor(codecs: readonly PayloadCodec[]): DataConverter {
-  return codecs.length > 0 ? { payloadCodecs: [...codecs] } : {};
+export function encryptionCodecs(config: Pick<Config, 'codec'>): PayloadCodec[] {
+  return config.codec.encryptionKeys.length > 0 ? [new EncryptionCodec(config.codec.encryptionKeys)] : [];
+}
+
+/**
+ * The data converter every client and worker of the queue uses (the API's client, the workers, an embedding
+ * application's workers): lossless JSON numbers, the claim check for large payloads, and encryption when configured.
+ * All of them must share the store and the keys, or one reads references or ciphertext it cannot open.
+ */
+export function createDataConverter(config: Pick<Config, 'codec' | 'storage'>, payloads?: PayloadStore): DataConverter {
+  return { payloadConverterPath, payloadCodecs: createPayloadCodecs(config, payloads) };
 }
 
 /**

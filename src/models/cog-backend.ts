@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ValidationDetail } from '../workflows/shared/request';
+import { stringifyJson } from '../codec/json';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
 import { storeFileOutputs } from './cog-outputs';
 import {
@@ -100,7 +101,7 @@ async function createPrediction(
   signal: AbortSignal,
   ctx: ModelContext,
 ): Promise<HttpAnswer> {
-  const body = JSON.stringify({
+  const body = stringifyJson({
     id: predictionId,
     input,
     ...(webhook ? { webhook, webhook_events_filter: ['logs'] } : {}),

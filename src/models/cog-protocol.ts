@@ -4,6 +4,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { parseJson } from '../codec/json';
 
 /** A Cog prediction object, as its HTTP API and webhooks send it. */
 export interface CogPrediction {
@@ -76,7 +77,7 @@ export async function outputSchema(
 /** A prediction object from Cog's JSON, or undefined for anything else. */
 export function parsePrediction(text: string): CogPrediction | undefined {
   try {
-    const parsed = JSON.parse(text) as unknown;
+    const parsed = parseJson(text);
     return parsed && typeof parsed === 'object' ? (parsed as CogPrediction) : undefined;
   } catch {
     return undefined;

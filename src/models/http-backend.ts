@@ -1,4 +1,5 @@
 import { Agent, fetch, type Response } from 'undici';
+import { parseJson, stringifyJson } from '../codec/json';
 import { BackendError, BackendNotConfiguredError, InputValidationError } from '../errors';
 import type { ValidationDetail } from '../workflows/shared/request';
 import type { HttpBackend } from './registry';
@@ -29,7 +30,7 @@ export function createHttpBackend(modelId: string, backend: HttpBackend): ModelR
         response = await fetch(backend.url, {
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'application/json', ...backend.headers },
-          body: JSON.stringify(input),
+          body: stringifyJson(input),
           signal,
           redirect: 'error',
           dispatcher,
@@ -46,7 +47,8 @@ export function createHttpBackend(modelId: string, backend: HttpBackend): ModelR
       }
       if (!response.ok) throw new BackendError(`backend returned ${response.status}: ${text.slice(0, 500)}`, false);
       try {
-        return JSON.parse(text) as unknown;
+        // Lossless: a seed past 2^53 or a long decimal reaches the result exactly as the backend wrote it.
+        return parseJson(text);
       } catch {
         throw new BackendError(`backend returned a body that is not JSON: ${text.slice(0, 200)}`, false);
       }

@@ -24,6 +24,12 @@ export interface InputFetcherOptions {
    * @default public addresses only
    */
   egress?: EgressPolicy;
+  /**
+   * Reads a URL of the queue's own file store directly (uploads and earlier outputs), or returns undefined for any
+   * other URL; see `FileStore.readByUrl`. Such files never go through the egress guard, which would refuse the
+   * API's or the object store's private address.
+   */
+  readStoreFile?: (url: string) => Promise<FetchedInput | undefined>;
 }
 
 /** Fetches one input URL; rejects with {@link InputFetchError}, or with the signal's reason once it aborts. */
@@ -46,13 +52,31 @@ export function createInputFetcher(options: InputFetcherOptions): InputFetcher {
     signal.throwIfAborted();
     const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
     if (scheme === 'data') return decodeDataUri(url, options.maxBytes);
-    if (scheme === 'http' || scheme === 'https') return fetchHttp(url, signal, options, fetchImpl);
+    if (scheme === 'http' || scheme === 'https') {
+      const stored = await readStoreFile(url, options);
+      if (stored) return stored;
+      return fetchHttp(url, signal, options, fetchImpl);
+    }
     throw new InputFetchError(
       scheme === undefined
         ? 'not a URL: expected an http(s) URL or a data URI'
         : `unsupported URL scheme "${scheme}:": expected an http(s) URL or a data URI`,
     );
   };
+}
+
+async function readStoreFile(url: string, options: InputFetcherOptions): Promise<FetchedInput | undefined> {
+  if (!options.readStoreFile) return undefined;
+  let file: FetchedInput | undefined;
+  try {
+    file = await options.readStoreFile(url);
+  } catch (err) {
+    // The URL names a file of our store that is not there: say so, without the URL (it may hold a signature).
+    if ((err as Error).name === 'StoreFileMissingError') throw new InputFetchError((err as Error).message);
+    throw err;
+  }
+  if (file) assertWithinLimit(file.data.length, options.maxBytes, 'the file store');
+  return file;
 }
 
 function decodeDataUri(uri: string, maxBytes: number): FetchedInput {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { toPlainNumbers } from '../codec/json';
 import { BackendNotConfiguredError } from '../errors';
 import { ModelsFileError, type ModelDefinition, type ModelRegistry } from './registry';
 import { MissingPeerError, requirePeers } from '../optional-peers';
@@ -45,7 +46,13 @@ export function createModelRunner(
   if (!def.inputSchema) return runner;
   const schema = inputSchemaOf(def);
   return {
-    run: (input, ctx) => runner.run(parseInput(schema, input), ctx),
+    run: (input, ctx) => {
+      const plain = toPlainNumbers(input);
+      if (plain === input) return runner.run(parseInput(schema, input), ctx);
+      // Numbers a double cannot hold are checked by their value, but the backend gets their exact text.
+      parseInput(schema, plain);
+      return runner.run(input, ctx);
+    },
   };
 }
 
@@ -71,14 +78,17 @@ function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver, bu
             `(known: ${Object.keys(builtinModels).join(', ')})`,
         );
       }
+      let builtin: ModelRunner;
       try {
         requirePeers(`model ${def.id}`, builtinPeers[backend.name] ?? []);
-        return factory(backend.options, builtinHooks);
+        builtin = factory(backend.options, builtinHooks);
       } catch (err) {
         // Already says which model and what to install.
         if ((err as Error).name === MissingPeerError.name) throw err;
         throw new ModelsFileError(`model "${def.id}", field "backend.options": ${(err as Error).message}`);
       }
+      // Built-in models compute with their inputs: they get plain numbers.
+      return { run: (input, ctx) => builtin.run(toPlainNumbers(input), ctx) };
     }
   }
 }

@@ -37,6 +37,8 @@ export interface UploadReservation {
   fileUrl: string;
   /** When the upload URL stops working. */
   uploadExpiresAt: Date;
+  /** Where the client PUTs the bytes, when that is the store itself (a presigned URL); undefined = the API. */
+  uploadUrl?: string;
 }
 
 export interface FileStoreOptions {
@@ -49,6 +51,72 @@ export interface FileStoreOptions {
   uploadWindowSeconds?: number;
   /** The clock that expiries are set and checked by (tests move one by hand). @default Date.now */
   now?: () => number;
+  /**
+   * Directory of the claim-checked payloads.
+   * @default `<dir>/../payloads`
+   */
+  payloadsDir?: string;
+  /** Claim-checked payloads older than this are deleted by the sweep; undefined = kept. */
+  payloadRetentionSeconds?: number;
+}
+
+/** Thrown by `readByUrl` when a URL names a file of the store that is not there (or has expired). */
+export class StoreFileMissingError extends Error {
+  override name = 'StoreFileMissingError';
+}
+
+/** A file a runner asked for by URL, read straight from the store (no HTTP, no egress check). */
+export interface StoreFile {
+  data: Buffer;
+  contentType: string;
+}
+
+/**
+ * Where output files and uploads live. Two implementations: {@link LocalFileStore} (a directory, served by the API;
+ * the default) and `S3FileStore` (any S3-compatible object store; see `./s3-file-store`). The API, the control
+ * worker and the model runners must all use the same store.
+ */
+export interface FileStore {
+  /** `local` or `s3`, for logs and for the API's choice of upload route. */
+  readonly kind: 'local' | 's3';
+  /** Stores an output file and describes it as fal does (`url` is where clients fetch it). */
+  save(file: { data: Buffer; contentType: string; fileName: string }, lifecycle?: Lifecycle): Promise<StoredFile>;
+  /** A file served by the API's `/files/{id}/{name}` route; undefined when there is none (or it has expired). */
+  read(id: string, fileName: string): Promise<FileContent | undefined>;
+  /**
+   * Reserves a file a client will upload (fal's `storage/upload/initiate`). With `uploadUrl` set the client PUTs
+   * straight to the store (a presigned URL); without it, to the API's `/storage/upload/{fileId}?token=` route.
+   */
+  reserveUpload(
+    file: { contentType: string; fileName: string },
+    lifecycle?: Lifecycle,
+    baseUrl?: string,
+  ): Promise<UploadReservation>;
+  /** Stores the bytes of an upload that goes through the API (stores without presigned uploads only). */
+  completeUpload(id: string, token: string, body: Readable, maxBytes: number): Promise<StoredFile>;
+  /** Deletes expired files and lapsed upload reservations; safe to run from several processes at once. */
+  sweepExpired(now?: number): Promise<{ deleted: number; kept: number }>;
+  /**
+   * Reads the file one of this store's own URLs names (an output or an upload), or returns undefined when `url` is
+   * not one. Runners use it for `*_url` inputs, so files in the store never go through the egress guard.
+   */
+  readByUrl(url: string): Promise<StoreFile | undefined>;
+  /** Where claim-checked Temporal payloads are kept (see `src/codec/claim-check.ts`). */
+  readonly payloads: PayloadStore;
+}
+
+/**
+ * Content-addressed blobs for the claim check: the key is the payload's SHA-256, so writing the same payload twice
+ * is harmless and a reference can be checked against what it names.
+ */
+export interface PayloadStore {
+  put(sha256: string, data: Uint8Array): Promise<void>;
+  /** The bytes, or undefined when there is no such blob (swept, or another store). */
+  get(sha256: string): Promise<Buffer | undefined>;
+  /** A readable location for the reference kept in history, e.g. `s3://bucket/prefix/payloads/<sha256>`. */
+  describe(sha256: string): string;
+  /** Deletes blobs written longer than `olderThanSeconds` ago. */
+  sweep(olderThanSeconds: number, now?: number): Promise<{ deleted: number; kept: number }>;
 }
 
 /** Why an upload PUT was refused; the API maps `reason` to a status code. */
@@ -86,12 +154,41 @@ const ORPHAN_AFTER_MS = 3_600_000;
  * Workers and the API must see the same directory (one host, or a shared volume). Every file may
  * carry an expiry: from then on it is not served, and {@link LocalFileStore.sweepExpired} deletes it.
  */
-export class LocalFileStore {
+export class LocalFileStore implements FileStore {
+  readonly kind = 'local' as const;
+  readonly payloads: PayloadStore;
+
   constructor(
     private readonly dir: string,
     private readonly publicBaseUrl: string,
     private readonly options: FileStoreOptions = {},
-  ) {}
+  ) {
+    this.payloads = new LocalPayloadStore(options.payloadsDir ?? join(dir, '..', 'payloads'));
+  }
+
+  /**
+   * Any URL whose path is `/files/{id}/{name}` of a file in this directory: the id is a random UUID, so whoever holds
+   * such a URL could fetch the same bytes from the API; reading them here saves the runner a trip through the egress
+   * guard (which refuses the API's private address) and works with any host name the client used.
+   */
+  async readByUrl(url: string): Promise<StoreFile | undefined> {
+    let path: string;
+    try {
+      path = new URL(url).pathname;
+    } catch {
+      return undefined;
+    }
+    const match = /^\/files\/([0-9a-f-]{36})\/([^/]+)$/.exec(path);
+    if (!match) return undefined;
+    let name: string;
+    try {
+      name = decodeURIComponent(match[2]!);
+    } catch {
+      return undefined;
+    }
+    const file = await this.read(match[1]!, name);
+    return file && { data: file.data, contentType: file.contentType };
+  }
 
   private now(): number {
     return (this.options.now ?? Date.now)();
@@ -229,6 +326,11 @@ export class LocalFileStore {
         deleted++;
       } else kept++;
     }
+    if (this.options.payloadRetentionSeconds) {
+      const payloads = await this.payloads.sweep(this.options.payloadRetentionSeconds, now);
+      deleted += payloads.deleted;
+      kept += payloads.kept;
+    }
     return { deleted, kept };
   }
 
@@ -267,6 +369,58 @@ export class LocalFileStore {
     }
     return meta;
   }
+}
+
+/** Claim-checked payloads as files `<dir>/<sha256>`, written to a temporary name and renamed. */
+class LocalPayloadStore implements PayloadStore {
+  constructor(private readonly dir: string) {}
+
+  async put(sha256: string, data: Uint8Array): Promise<void> {
+    assertSha(sha256);
+    await mkdir(this.dir, { recursive: true });
+    const tmp = join(this.dir, `.${sha256}.${randomUUID()}`);
+    await writeFile(tmp, data);
+    await rename(tmp, join(this.dir, sha256));
+  }
+
+  async get(sha256: string): Promise<Buffer | undefined> {
+    assertSha(sha256);
+    try {
+      return await readFile(join(this.dir, sha256));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  describe(sha256: string): string {
+    return `file://${join(this.dir, sha256)}`;
+  }
+
+  async sweep(olderThanSeconds: number, now: number = Date.now()): Promise<{ deleted: number; kept: number }> {
+    let entries: string[];
+    try {
+      entries = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { deleted: 0, kept: 0 };
+      throw err;
+    }
+    let deleted = 0;
+    let kept = 0;
+    for (const name of entries) {
+      if (await olderThan(join(this.dir, name), now - olderThanSeconds * 1000)) {
+        await rm(join(this.dir, name), { force: true });
+        deleted++;
+      } else kept++;
+    }
+    return { deleted, kept };
+  }
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+function assertSha(sha256: string): void {
+  if (!SHA256.test(sha256)) throw new Error(`not a SHA-256 hex digest: ${sha256.slice(0, 80)}`);
 }
 
 /** Replaces the metadata in one step, so a reader never sees half of it. */

@@ -48,7 +48,7 @@ async function readStartInput<T>(client: Client, execution: DeliveryExecutionRef
   });
   const payload = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
   if (!payload) throw new Error(`the history of ${execution.workflowId} has no start event with an input`);
-  // Read raw from history, so the codecs (decryption) are ours to run.
+  // Read raw from history, so the codecs (claim check, decryption) are ours to run.
   return fromRawPayload<T>(client.options.loadedDataConverter, payload);
 }
 

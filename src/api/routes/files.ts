@@ -1,13 +1,13 @@
 import type { Response } from 'express';
 import { z } from 'zod';
-import type { LocalFileStore } from '../../storage/file-store';
+import type { FileStore } from '../../storage/file-store';
 import { HttpError } from '../http-error';
 import { commonErrors } from '../route-docs';
 import { routesWith } from '../route';
 import { FileParams, MIME_TYPE } from '../schemas';
 
 export interface FileRouteDeps {
-  fileStore: LocalFileStore;
+  fileStore: FileStore;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { UploadRejectedError, type LocalFileStore } from '../../storage/file-store';
+import { UploadRejectedError, type FileStore } from '../../storage/file-store';
 import { HttpError } from '../http-error';
 import { StoredFile, UploadInitiated } from '../response-schemas';
 import { commonErrors, errorDoc } from '../route-docs';
@@ -8,7 +8,7 @@ import { UploadHeaders, UploadInitiateBody, UploadParams, UploadQuery } from '..
 import { baseUrlOf } from '../status-body';
 
 export interface StorageRouteDeps {
-  fileStore: LocalFileStore;
+  fileStore: FileStore;
   /** Largest upload accepted; no model could fetch a larger input anyway (`INPUT_MAX_BYTES`). */
   maxUploadBytes: number;
   /** Base URL for the URLs we hand out; undefined = how this request reached us. */
@@ -50,7 +50,8 @@ export const storageRoutes = [
       );
       const token = encodeURIComponent(reservation.token);
       res.json({
-        upload_url: `${base}/storage/upload/${reservation.fileId}?token=${token}`,
+        // With an object store the bytes go straight to it (a presigned PUT), never through the API.
+        upload_url: reservation.uploadUrl ?? `${base}/storage/upload/${reservation.fileId}?token=${token}`,
         file_url: reservation.fileUrl,
       });
     },

@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import type { RequestsClient, RequestView } from '../../client/requests';
+import { stringifyJson } from '../../codec/json';
 import { QueueStatus, type LogEntry } from '../../workflows/shared/request';
 import { ownerOf } from '../auth';
 import { StatusEvent } from '../response-schemas';
@@ -133,7 +134,7 @@ function openEventStream(res: Response, keepAliveMs: number, headers: Record<str
   return {
     send(data) {
       if (ended) return;
-      res.write(`data: ${JSON.stringify(data)}\n\n`);
+      res.write(`data: ${stringifyJson(data)}\n\n`);
       // Any event proves the stream alive; the next ping is due a full interval later.
       clearInterval(ping);
       ping = setInterval(() => res.write(': ping\n\n'), keepAliveMs);
