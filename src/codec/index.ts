@@ -22,7 +22,7 @@ export type { EncryptionKey } from './encryption';
 
 /**
  * The payload codecs this configuration asks for, in encode order (Temporal decodes in reverse): the claim check
- * first (payloads over `CLAIM_CHECK_THRESHOLD_BYTES` go to the store, when a store is given), then encryption, so
+ * first (when a store is given: payloads over `CLAIM_CHECK_THRESHOLD_BYTES` go to the store), then encryption, so
  * whatever reaches the Temporal server, references included, is ciphertext when `PAYLOAD_ENCRYPTION_KEYS` is set.
  */
 export function createPayloadCodecs(
@@ -30,7 +30,8 @@ export function createPayloadCodecs(
   payloads?: PayloadStore,
 ): PayloadCodec[] {
   const codecs: PayloadCodec[] = [];
-  if (payloads && config.storage.claimCheckThresholdBytes > 0) {
+  // With the threshold at 0 the codec still runs: it refuses, with the reason, what Temporal would refuse.
+  if (payloads) {
     codecs.push(new ClaimCheckCodec({ store: payloads, thresholdBytes: config.storage.claimCheckThresholdBytes }));
   }
   codecs.push(...encryptionCodecs(config));
