@@ -28,7 +28,7 @@ import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../src/config';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
-import { DEFAULT_SQLITE_PRAGMAS, startDevServer } from '../src/temporal/dev-server';
+import { DEFAULT_SQLITE_PRAGMAS, DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
 import type { baselineRequest } from './baseline/workflows';
 import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
 import {
@@ -65,7 +65,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --db file|memory        dev server database: a SQLite file as \`npm start\` uses (default), or in memory
   --sqlite-pragma K=V     SQLite pragma of the database file (repeatable; replaces the default
                           journal_mode=wal, synchronous=normal; \`none\` = SQLite's own defaults)
-  --dynamic-config K=V    dev server dynamic config value (repeatable), e.g. system.enableActivityEagerExecution=true
+  --dynamic-config K=V    dev server dynamic config value (repeatable) on top of the tuned defaults
+                          (src/temporal/dev-server.ts DEV_SERVER_DYNAMIC_CONFIG), e.g. history.transferProcessorMaxPollRPS=20
   --temporal-address H:P  use this Temporal server instead of starting a dev server
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
   --cpu-prof DIR          write V8 CPU profiles of our worker and API to DIR (summarise them with
@@ -697,7 +698,10 @@ async function main(): Promise<void> {
         cli: temporal.cliVersion,
         database: options.temporalAddress ? 'external' : (dbFile ?? 'in memory'),
         sqlite: options.temporalAddress || !dbFile ? undefined : sqliteSettings(options.sqlitePragmas),
-        dynamicConfig: options.dynamicConfig,
+        // What the server ran with: the launcher's tuned defaults, then --dynamic-config (same for both stacks).
+        dynamicConfig: options.temporalAddress
+          ? options.dynamicConfig
+          : { ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig },
       },
       tuning,
       design: { digest: designDigest() },
