@@ -12,7 +12,6 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
-import { quietBundlerLogger } from '../src/workers';
 import { latencyActivities } from './latency/activities';
 import { noActivity, oneActivity } from './latency/workflows';
 import { projectRoot } from './processes';
@@ -56,7 +55,6 @@ async function main(): Promise<void> {
     taskQueue,
     workflowsPath: join(__dirname, 'latency', 'workflows.ts'),
     activities: latencyActivities,
-    bundlerOptions: { logger: quietBundlerLogger() },
   });
   const connection = await Connection.connect({ address });
   const client = new Client({ connection, namespace: values.namespace });
