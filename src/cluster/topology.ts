@@ -284,6 +284,8 @@ export async function startServices(options: ServicesOptions): Promise<ClusterSe
   }
   const spawnOurs = (name: string, role: ClusterRole, metricsPort?: number) => {
     const env = {
+      // Passed through: whatever the caller set (STORAGE_URL and S3_* for the shared object store, WEBHOOK_*, ...).
+      ...definedOnly(options.env),
       ...clusterServiceEnv(role, {
         address: options.address,
         dataDir: join(dataDir, 'services', name),
@@ -370,4 +372,8 @@ export function defaultClusterPorts(env: Record<string, string | undefined>): {
     apiPort: Number(env.PORT ?? 8080),
     metricsPort: Number(env.METRICS_PORT ?? 9464),
   };
+}
+
+function definedOnly(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((kv): kv is [string, string] => kv[1] !== undefined));
 }
