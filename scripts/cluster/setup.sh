@@ -82,7 +82,7 @@ namespace() {
     sleep 0.5
   done
   # Deleted rather than left running or terminated: it would show in operators' visibility queries.
-  cli workflow delete --workflow-id "$probe" >/dev/null
+  cli workflow delete --workflow-id "$probe" --yes >/dev/null
   echo "setup: namespace $TEMPORAL_NAMESPACE ready with search attributes FalModelId FalOwner FalState FalErrorType"
 }
 

@@ -96,7 +96,7 @@ export class Postgres {
       readyText: 'database system is ready to accept connections',
       uid: this.account?.uid,
       gid: this.account?.gid,
-      log: this.options.log,
+      // Its log is chatty (every connection a restart cuts); the file has it, errors show the tail.
       logFile: join(this.logDir, 'postgres.log'),
     });
     await this.process.ready;

@@ -178,7 +178,10 @@ export async function runClusterSetup(
       TEMPORAL_ADDRESS: options.address,
       TEMPORAL_NAMESPACE: options.namespace,
     },
-    log: options.log,
+    // The schema tool logs every statement; its output is kept for the error message, only our steps are shown.
+    log: (line) => {
+      if (line.startsWith('setup:')) options.log(line);
+    },
   });
 }
 
