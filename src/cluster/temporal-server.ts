@@ -6,7 +6,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { findFreePorts } from '../temporal/net';
 import { waitForTemporal } from '../temporal/readiness';
 import { ensureGoBinary, GoBuildMode } from '../tools/go-binary';
 import { runCommand, spawnService, type ServiceProcess } from './service-process';
@@ -75,11 +74,15 @@ export function temporalPorts(frontend: number): TemporalPorts {
   };
 }
 
-/** A frontend port whose whole {@link temporalPorts} layout is free on 127.0.0.1 (tests run several clusters). */
+/**
+ * A frontend port whose whole {@link temporalPorts} layout is free on 127.0.0.1 (tests run beside other servers).
+ * Drawn below 32768, not from the kernel's ephemeral range: the SQL schema keeps membership ports in a `smallint`
+ * (`cluster_membership.rpc_port`), and a server whose membership port is above 32767 dies at start with
+ * "value … is out of range for type smallint".
+ */
 export async function freeTemporalPorts(): Promise<TemporalPorts> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const [candidate] = await findFreePorts('127.0.0.1', 1);
-    if (candidate === undefined || candidate < 1324 || candidate > 65_500) continue;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const candidate = 20_000 + Math.floor(Math.random() * 12_000);
     const ports = temporalPorts(candidate);
     if (await allFree(Object.values(ports))) return ports;
   }
@@ -153,31 +156,41 @@ export async function writeTemporalServerConfig(file: string, options: TemporalS
   await writeFile(file, await temporalServerConfig(options));
 }
 
+/** What {@link runClusterSetup} needs to reach PostgreSQL, the server and the tools. */
+export interface ClusterSetupOptions {
+  projectRoot: string;
+  binaries: TemporalServerBinaries;
+  cliPath: string;
+  postgres: { port: number; user: string; password: string };
+  address: string;
+  namespace: string;
+}
+
+/**
+ * The environment of `scripts/cluster/setup.sh`: the Temporal server's own variable names, which docker-compose.yml
+ * gives its admin-tools services too (test/ops/compose.test.ts checks both against the script).
+ */
+export function clusterSetupEnv(options: ClusterSetupOptions): Record<string, string> {
+  return {
+    POSTGRES_SEEDS: '127.0.0.1',
+    DB_PORT: String(options.postgres.port),
+    POSTGRES_USER: options.postgres.user,
+    POSTGRES_PWD: options.postgres.password,
+    SQL_TOOL: options.binaries.sql,
+    SCHEMA_DIR: join(options.binaries.moduleDir, 'schema'),
+    TEMPORAL_CLI: options.cliPath,
+    TEMPORAL_ADDRESS: options.address,
+    TEMPORAL_NAMESPACE: options.namespace,
+  };
+}
+
 /** Runs `scripts/cluster/setup.sh <step>` (shared with docker-compose.yml's admin-tools services). */
 export async function runClusterSetup(
   step: 'schema' | 'namespace',
-  options: {
-    projectRoot: string;
-    binaries: TemporalServerBinaries;
-    cliPath: string;
-    postgres: { port: number; user: string; password: string };
-    address: string;
-    namespace: string;
-    log: (line: string) => void;
-  },
+  options: ClusterSetupOptions & { log: (line: string) => void },
 ): Promise<void> {
   await runCommand('sh', [join(options.projectRoot, 'scripts', 'cluster', 'setup.sh'), step], {
-    env: {
-      POSTGRES_SEEDS: '127.0.0.1',
-      DB_PORT: String(options.postgres.port),
-      POSTGRES_USER: options.postgres.user,
-      POSTGRES_PWD: options.postgres.password,
-      SQL_TOOL: options.binaries.sql,
-      SCHEMA_DIR: join(options.binaries.moduleDir, 'schema'),
-      TEMPORAL_CLI: options.cliPath,
-      TEMPORAL_ADDRESS: options.address,
-      TEMPORAL_NAMESPACE: options.namespace,
-    },
+    env: clusterSetupEnv(options),
     // The schema tool logs every statement; its output is kept for the error message, only our steps are shown.
     log: (line) => {
       if (line.startsWith('setup:')) options.log(line);

@@ -55,6 +55,8 @@ export interface ClusterOptions {
 /** One of our processes, restarted with the same environment when it is killed or dies. */
 export class ClusterService {
   current: ServiceProcess;
+  /** The current process has announced readiness. */
+  isReady = false;
   private expectingExit = false;
   private stopped = false;
   /** Exits nobody asked for; each one was followed by a restart, as `restart: unless-stopped` does. */
@@ -85,6 +87,13 @@ export class ClusterService {
 
   private launch(): ServiceProcess {
     const proc = this.launchProcess();
+    this.isReady = false;
+    void proc.ready.then(
+      () => {
+        if (proc === this.current) this.isReady = true;
+      },
+      () => undefined,
+    );
     void proc.exited.then(async (how) => {
       if (this.stopped || this.expectingExit || proc !== this.current) return;
       this.unplannedExits.push({ how, output: proc.output() });
@@ -266,6 +275,11 @@ export type ServicesOptions = Pick<
   address: string;
   /** A prebuilt workflow bundle; omitted = bundled once into `dataDir`. */
   workflowBundlePath?: string;
+  /**
+   * How long every process may take to be ready (a loaded 2-core machine starts four Node processes slowly).
+   * @default 180_000
+   */
+  readyTimeoutMs?: number;
 };
 
 /**
@@ -326,11 +340,24 @@ export async function startServices(options: ServicesOptions): Promise<ClusterSe
   const stop = async () => {
     await Promise.all(all.map((s) => s.stop()));
   };
+  const readyTimeoutMs = options.readyTimeoutMs ?? 180_000;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.all(all.map((s) => s.current.ready));
+    await Promise.race([
+      Promise.all(all.map((s) => s.current.ready)),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          const waiting = all.filter((s) => !s.isReady).map((s) => s.name);
+          // Readiness is read from each process's log ("workers polling", "queue API listening"), at level info.
+          reject(new Error(`not ready after ${readyTimeoutMs} ms: ${waiting.join(', ')} (is LOG_LEVEL above info?)`));
+        }, readyTimeoutMs);
+      }),
+    ]);
   } catch (err) {
     await stop();
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
   options.log(
     `[cluster] API ${`http://127.0.0.1:${options.apiPort}`}, control worker and ${runners.length} model runner(s) up`,

@@ -39,7 +39,7 @@ describe('the cluster topology: API, control worker and two model runners on a T
         { id: GATED, backend: { kind: 'http', url: gated.url }, concurrency: 1 },
       ],
     });
-  });
+  }, 240_000);
   afterAll(async () => {
     await services?.stop();
     await Promise.all([seedBackend?.close(), gated?.close(), receiver?.close()]);

@@ -38,7 +38,8 @@ export async function startTestServices(models: unknown, env: Record<string, str
       API_KEYS: `${CLUSTER_KEY}:alice`,
       // Receivers and model backends in tests are on loopback, which egress refuses unless allow-listed.
       EGRESS_ALLOW: '127.0.0.1/32,::1,localhost',
-      LOG_LEVEL: 'warn',
+      // Readiness is read from the processes' info lines; their logs go to files only.
+      LOG_LEVEL: 'info',
       WEBHOOK_SCHEDULE: '0s,300ms,300ms,300ms',
       WEBHOOK_TIMEOUT_MS: '2000',
       ...env,
