@@ -61,6 +61,8 @@ export class ClusterService {
   private stopped = false;
   /** Exits nobody asked for; each one was followed by a restart, as `restart: unless-stopped` does. */
   unplannedExits: { how: string; output: string }[] = [];
+  /** Told about each unplanned exit (the chaos run counts them). */
+  onUnplannedExit?: (how: string, output: string) => void;
 
   constructor(
     readonly name: string,
@@ -97,6 +99,7 @@ export class ClusterService {
     void proc.exited.then(async (how) => {
       if (this.stopped || this.expectingExit || proc !== this.current) return;
       this.unplannedExits.push({ how, output: proc.output() });
+      this.onUnplannedExit?.(how, proc.output());
       this.log(`[cluster] ${this.name} exited (${how}) on its own; restarting it`);
       await sleep(1000);
       if (!this.stopped && proc === this.current) this.current = this.launch();
