@@ -396,8 +396,13 @@ export function defaultClusterPorts(env: Record<string, string | undefined>): {
   apiPort: number;
   metricsPort: number;
 } {
+  const frontend = Number(env.TEMPORAL_PORT ?? 7233);
+  // Membership ports sit 294-300 below the frontend and must fit PostgreSQL's smallint (see freeTemporalPorts).
+  if (!Number.isInteger(frontend) || frontend < 1324 || frontend > 32_000) {
+    throw new Error(`TEMPORAL_PORT must be between 1324 and 32000 for the cluster, got ${env.TEMPORAL_PORT}`);
+  }
   return {
-    temporalPorts: temporalPorts(Number(env.TEMPORAL_PORT ?? 7233)),
+    temporalPorts: temporalPorts(frontend),
     postgresPort: Number(env.CLUSTER_POSTGRES_PORT ?? 5433),
     apiPort: Number(env.PORT ?? 8080),
     metricsPort: Number(env.METRICS_PORT ?? 9464),
