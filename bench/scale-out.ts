@@ -10,7 +10,7 @@
  *   --delay-ms MS       the model's fixed run time (default 100)
  *   --out FILE          results file (default bench-results/scale-out-<time>.json)
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -100,7 +100,10 @@ async function main(): Promise<void> {
           ...services.runners.map((r) => [r.name, r.current.pid]),
           ['postgres', cluster.postgres.pid!],
         ]);
-        const cpuBefore = Object.fromEntries(Object.entries(pids).map(([n, pid]) => [n, cpuTimeMs(pid) ?? NaN]));
+        // PostgreSQL works in one backend process per connection, children of the postmaster.
+        const cpuOf = (name: string, pid: number) =>
+          name === 'postgres' ? treeCpuTimeMs(pid) : (cpuTimeMs(pid) ?? NaN);
+        const cpuBefore = Object.fromEntries(Object.entries(pids).map(([n, pid]) => [n, cpuOf(n, pid)]));
         log(`[scale-out] ${runners} runner(s): measuring ${durationMs / 1000} s with ${clients} clients`);
         const latencies: number[] = [];
         const t0 = Date.now();
@@ -156,6 +159,21 @@ async function main(): Promise<void> {
     );
   });
   console.log(`\nresults: ${relative(process.cwd(), file)}`);
+}
+
+/** CPU time of a process and its children (Linux `/proc`), in ms. */
+function treeCpuTimeMs(pid: number): number {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    // Not Linux, or gone: the process's own time only.
+  }
+  return [pid, ...children].reduce((sum, p) => sum + (cpuTimeMs(p) ?? 0), 0);
 }
 
 main().catch((err: unknown) => {
