@@ -10,6 +10,7 @@
 import { randomUUID, createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -25,10 +26,13 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
+import { freeTemporalPorts, TEMPORAL_SERVER_VERSION } from '../src/cluster/temporal-server';
+import { startTemporalCluster } from '../src/cluster/topology';
 import { loadConfig } from '../src/config';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
-import { DEFAULT_SQLITE_PRAGMAS, startDevServer } from '../src/temporal/dev-server';
+import { DEFAULT_SQLITE_PRAGMAS, DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
+import { findFreePort } from '../src/temporal/net';
 import type { baselineRequest } from './baseline/workflows';
 import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
 import {
@@ -65,8 +69,11 @@ const USAGE = `Usage: npm run bench -- [options]
   --db file|memory        dev server database: a SQLite file as \`npm start\` uses (default), or in memory
   --sqlite-pragma K=V     SQLite pragma of the database file (repeatable; replaces the default
                           journal_mode=wal, synchronous=normal; \`none\` = SQLite's own defaults)
-  --dynamic-config K=V    dev server dynamic config value (repeatable), e.g. system.enableActivityEagerExecution=true
+  --dynamic-config K=V    dev server dynamic config value (repeatable) on top of the tuned defaults
+                          (src/temporal/dev-server.ts DEV_SERVER_DYNAMIC_CONFIG), e.g. history.transferProcessorMaxPollRPS=20
   --temporal-address H:P  use this Temporal server instead of starting a dev server
+  --cluster               start the cluster topology's Temporal server on PostgreSQL (npm run cluster's) and
+                          measure against it; \`--scale-out\` (bench/scale-out.ts) measures 1 vs 2 runner processes
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
   --cpu-prof DIR          write V8 CPU profiles of our worker and API to DIR (summarise them with
                           \`node --import tsx bench/profile-summary.ts DIR\`)
@@ -121,6 +128,8 @@ interface Options {
   sqlitePragmas: Record<string, string>;
   dynamicConfig: Record<string, string | number | boolean>;
   temporalAddress?: string;
+  /** Run against the cluster topology (PostgreSQL + Temporal server, src/cluster) started by the bench. */
+  cluster: boolean;
   cpuProf?: string;
   only?: 'ours' | 'baseline';
 }
@@ -147,6 +156,7 @@ function parseOptions(argv: string[]): Options {
       'dynamic-config': { type: 'string', multiple: true, default: [] },
       'sqlite-pragma': { type: 'string', multiple: true },
       'temporal-address': { type: 'string' },
+      cluster: { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
       only: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -212,6 +222,7 @@ function parseOptions(argv: string[]): Options {
       }),
     ),
     temporalAddress: values['temporal-address'],
+    cluster: values.cluster,
     cpuProf: values['cpu-prof'] && resolve(values['cpu-prof']),
     only:
       values.only === undefined || values.only === 'ours' || values.only === 'baseline'
@@ -607,7 +618,8 @@ async function main(): Promise<void> {
 
   try {
     progress.log(`temporary directory ${dir}`);
-    const dbFile = options.db === 'file' && !options.temporalAddress ? join(dir, 'temporal.db') : undefined;
+    const dbFile =
+      options.db === 'file' && !options.temporalAddress && !options.cluster ? join(dir, 'temporal.db') : undefined;
     progress.log(
       options.temporalAddress ? 'bundling workflows' : 'starting the Temporal dev server and bundling workflows',
     );
@@ -695,11 +707,16 @@ async function main(): Promise<void> {
       layout:
         'separate processes: dev server, our worker (src/worker.ts), our API (src/server.ts), baseline worker; clients and webhook receiver in the bench process',
       temporal: {
-        address: options.temporalAddress ?? 'dev server started by the bench',
+        address:
+          options.temporalAddress ??
+          (options.cluster ? 'cluster topology started by the bench' : 'dev server started by the bench'),
         cli: temporal.cliVersion,
-        database: options.temporalAddress ? 'external' : (dbFile ?? 'in memory'),
+        database: options.temporalAddress ? 'external' : options.cluster ? 'PostgreSQL' : (dbFile ?? 'in memory'),
         sqlite: options.temporalAddress || !dbFile ? undefined : sqliteSettings(options.sqlitePragmas),
-        dynamicConfig: options.dynamicConfig,
+        // What the server ran with: the launcher's tuned defaults, then --dynamic-config (same for both stacks).
+        dynamicConfig: options.temporalAddress
+          ? options.dynamicConfig
+          : { ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig },
       },
       tuning,
       design: { digest: designDigest() },
@@ -780,6 +797,28 @@ async function startTemporal(
   progress: Progress,
 ): Promise<{ address: string; cliVersion?: string; pid?: number; stop(): Promise<void> }> {
   if (options.temporalAddress) return { address: options.temporalAddress, stop: async () => undefined };
+  if (options.cluster) {
+    // PostgreSQL must be able to enter the directory when we run as root (it runs as the `postgres` user).
+    const dir = mkdtempSync(join(tmpdir(), 'fal-queue-bench-cluster-'));
+    chmodSync(dir, 0o755);
+    const cluster = await startTemporalCluster({
+      projectRoot,
+      dataDir: dir,
+      temporalPorts: await freeTemporalPorts(),
+      postgresPort: await findFreePort(),
+      env: {},
+      log: (line) => progress.log(line),
+    });
+    return {
+      address: cluster.address,
+      cliVersion: `Temporal server ${TEMPORAL_SERVER_VERSION} on PostgreSQL (4 shards)`,
+      pid: cluster.temporal.pid,
+      stop: async () => {
+        await cluster.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
   const cliPath = await ensureTemporalCli({ projectRoot, log: (line) => progress.log(line) });
   const cliVersion = spawnSync(cliPath, ['--version'], { encoding: 'utf8' }).stdout.trim();
   const server = await startDevServer({

@@ -29,6 +29,15 @@ export interface ChaosOptions {
   apiRestarts: number;
   /** kill -9 of the Temporal dev server, restarted on the same database file; needs a server of our own. */
   temporalKills: number;
+  /** kill -9 of a model runner process, each restarted (only a stack with separate runners: the cluster). */
+  runnerKills?: number;
+  /** Clean restarts of PostgreSQL under the running server (only the cluster). */
+  postgresRestarts?: number;
+  /**
+   * Brings up the system under test instead of the default (a dev server of the run's own, one worker process with
+   * control and model runner, one API): the cluster suite passes the PostgreSQL + Temporal server topology.
+   */
+  stack?: (setup: ChaosStackSetup) => Promise<ChaosStack>;
   /** How long the receiver refuses connections (once); 0 = never. */
   receiverOutageMs: number;
   /** How long each no-op inference takes, so that kills find runs in progress. */
@@ -52,6 +61,34 @@ export interface ChaosOptions {
   onProgress?: (p: { phase: 'submit' | 'drain' | 'settle'; done: number; total: number; note: string }) => void;
 }
 
+/** What the run hands a {@link ChaosOptions.stack}: the settings our processes must run with. */
+export interface ChaosStackSetup {
+  /** A scratch directory of the run, removed at the end. */
+  dir: string;
+  /**
+   * Environment of our processes: MODELS_FILE (the no-op chaos model), TEMPORAL_TASK_QUEUE, API_KEYS,
+   * WEBHOOK_SCHEDULE, WEBHOOK_TIMEOUT_MS, EGRESS_ALLOW, LOG_LEVEL and, when given, WORKFLOW_BUNDLE_PATH.
+   */
+  env: Record<string, string>;
+  log: (line: string) => void;
+  /** To be called when a process exits without being killed; the stack restarts it. */
+  onUnplannedExit(name: string, how: string, output: string): void;
+}
+
+/** A system under test that the run can submit to and inject faults into. */
+export interface ChaosStack {
+  apiUrl: string;
+  /**
+   * The faults this stack supports, by kind; each injects its fault, waits until the component is back, and
+   * resolves with a description for the report. Kinds asked for in the options but missing here fail the run.
+   */
+  faults: Partial<Record<ChaosFaultKind, () => Promise<string>>>;
+  stop(): Promise<void>;
+}
+
+/** Faults the nemesis injects, one kind per component. */
+export type ChaosFaultKind = 'worker' | 'api' | 'temporal' | 'runner' | 'postgres' | 'receiver';
+
 /** Settings of `npm run chaos` (N = 1,000). */
 export const DEFAULT_CHAOS_OPTIONS: ChaosOptions = {
   requests: 1000,
@@ -72,7 +109,15 @@ export const DEFAULT_CHAOS_OPTIONS: ChaosOptions = {
 export interface FaultEvent {
   /** Seconds since the first submit. */
   at: number;
-  kind: 'kill-worker' | 'kill-api' | 'kill-temporal' | 'receiver-down' | 'receiver-up' | 'unplanned-exit';
+  kind:
+    | 'kill-worker'
+    | 'kill-api'
+    | 'kill-temporal'
+    | 'kill-runner'
+    | 'restart-postgres'
+    | 'receiver-down'
+    | 'receiver-up'
+    | 'unplanned-exit';
   detail: string;
 }
 
@@ -194,7 +239,7 @@ class Supervised {
 
 /** Runs the whole chaos scenario and returns its accounting; never throws for a failed check, only for a broken setup. */
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
-  if (options.temporalKills > 0 && options.temporalAddress) {
+  if (options.temporalKills > 0 && options.temporalAddress && !options.stack) {
     throw new Error('temporalKills needs a dev server of the run’s own: leave temporalAddress unset');
   }
   const log = options.log ?? (() => undefined);
@@ -210,26 +255,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   };
 
   try {
-    // Temporal: a dev server of our own on a SQLite file (so it can be killed and restarted on it), or the given one.
-    const dbFile = join(dir, 'temporal.db');
-    let temporal: DevServer | undefined;
-    let cliPath: string | undefined;
-    let address = options.temporalAddress;
-    if (!address) {
-      cliPath = await ensureTemporalCli({ projectRoot, log });
-      temporal = await startDevServer({
-        cliPath,
-        dbFile,
-        port: 0,
-        uiPort: false,
-        searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
-      });
-      address = temporal.address;
-      cleanups.push(() => temporal!.stop());
-    }
-    const temporalPort = Number(address.slice(address.lastIndexOf(':') + 1));
-    const bundle = options.workflowBundlePath ?? (await writeWorkflowBundle(dir, 'workflows.js'));
-
     const receiver = await WebhookReceiver.start({ failRate: options.failRate });
     cleanups.push(() => receiver.close());
 
@@ -250,28 +275,29 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         ],
       }),
     );
-    const apiPort = await findFreePort();
-    const env = serviceEnv({
-      temporalAddress: address,
-      taskQueue: `chaos-${runId}`,
-      dataDir: dir,
-      modelsFile,
-      workflowBundlePath: bundle,
-      apiKeys: API_KEY,
-      webhookSchedule: options.webhookSchedule,
-      webhookTimeoutMs: options.webhookTimeoutMs,
-    });
+    const env: Record<string, string> = {
+      MODELS_FILE: modelsFile,
+      TEMPORAL_TASK_QUEUE: `chaos-${runId}`,
+      API_KEYS: API_KEY,
+      WEBHOOK_SCHEDULE: options.webhookSchedule,
+      WEBHOOK_TIMEOUT_MS: String(options.webhookTimeoutMs),
+      EGRESS_ALLOW: '127.0.0.1/32,::1,localhost',
+      LOG_LEVEL: 'info',
+      ...(options.workflowBundlePath ? { WORKFLOW_BUNDLE_PATH: options.workflowBundlePath } : {}),
+    };
     let unplannedExits = 0;
     const onUnplannedExit = (name: string, how: string, output: string) => {
       unplannedExits++;
       fault('unplanned-exit', `${name} exited (${how}) on its own; restarting it. Last output:\n${output}`);
     };
-    log('starting the worker and the API');
-    const worker = new Supervised(() => spawnWorker(env), onUnplannedExit);
-    const api = new Supervised(() => spawnApi({ ...env, PORT: String(apiPort) }), onUnplannedExit);
-    cleanups.push(() => Promise.all([worker.stop(), api.stop()]));
-    await Promise.all([worker.current.ready, api.current.ready]);
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    const stack = await (options.stack ?? ((setup) => devServerStack(options, setup)))({
+      dir,
+      env,
+      log,
+      onUnplannedExit,
+    });
+    cleanups.push(() => stack.stop());
+    const apiUrl = stack.apiUrl;
 
     // The client: each request is retried until acknowledged; every attempt carries its own marker.
     const attempts: Attempt[] = [];
@@ -311,55 +337,54 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       }
     };
 
-    // Faults, spread over the submissions: worker, API, Temporal, receiver, then the remaining kills.
-    const kinds: ('worker' | 'api' | 'temporal' | 'receiver')[] = [];
-    const left = {
+    // Faults, spread over the submissions, round-robin over the components.
+    const kinds: ChaosFaultKind[] = [];
+    const left: Record<ChaosFaultKind, number> = {
       worker: options.workerKills,
       api: options.apiRestarts,
       temporal: options.temporalKills,
+      runner: options.runnerKills ?? 0,
+      postgres: options.postgresRestarts ?? 0,
       receiver: options.receiverOutageMs > 0 ? 1 : 0,
     };
+    for (const kind of Object.keys(left) as ChaosFaultKind[]) {
+      if (left[kind] > 0 && kind !== 'receiver' && !stack.faults[kind]) {
+        throw new Error(`this stack cannot inject ${kind} faults`);
+      }
+    }
     while (Object.values(left).some((n) => n > 0)) {
-      for (const kind of ['worker', 'api', 'temporal', 'receiver'] as const) {
+      for (const kind of Object.keys(left) as ChaosFaultKind[]) {
         if (left[kind] > 0) {
           kinds.push(kind);
           left[kind]--;
         }
       }
     }
+    const faultKinds: Record<Exclude<ChaosFaultKind, 'receiver'>, FaultEvent['kind']> = {
+      worker: 'kill-worker',
+      api: 'kill-api',
+      temporal: 'kill-temporal',
+      runner: 'kill-runner',
+      postgres: 'restart-postgres',
+    };
     let receiverBack: Promise<void> = Promise.resolve();
     const nemesis = async () => {
       for (const [i, kind] of kinds.entries()) {
         const due = Math.ceil(((i + 1) / (kinds.length + 1)) * options.requests);
         while (submittedCount < due) await sleep(50);
-        switch (kind) {
-          case 'worker':
-            fault('kill-worker', `kill -9 worker pid ${worker.current.pid}`);
-            await worker.crashAndRestart(1000);
-            log(`[${since()} s] worker back (pid ${worker.current.pid})`);
-            break;
-          case 'api':
-            fault('kill-api', `kill -9 API pid ${api.current.pid}, restart on port ${apiPort}`);
-            await api.crashAndRestart(500);
-            log(`[${since()} s] API back (pid ${api.current.pid})`);
-            break;
-          case 'temporal': {
-            fault('kill-temporal', `kill -9 dev server pid ${temporal!.pid}, restart on ${dbFile}`);
-            process.kill(temporal!.pid, 'SIGKILL');
-            await sleep(1000);
-            temporal = await restartDevServer(cliPath!, dbFile, temporalPort);
-            log(`[${since()} s] Temporal back (pid ${temporal.pid})`);
-            break;
-          }
-          case 'receiver':
-            fault('receiver-down', `receiver refuses connections for ${options.receiverOutageMs} ms`);
-            await receiver.down();
-            receiverBack = sleep(options.receiverOutageMs).then(async () => {
-              await receiver.up();
-              fault('receiver-up', 'receiver accepts connections again');
-            });
-            break;
+        if (kind === 'receiver') {
+          fault('receiver-down', `receiver refuses connections for ${options.receiverOutageMs} ms`);
+          await receiver.down();
+          receiverBack = sleep(options.receiverOutageMs).then(async () => {
+            await receiver.up();
+            fault('receiver-up', 'receiver accepts connections again');
+          });
+          continue;
         }
+        const at = since();
+        const detail = await stack.faults[kind]!();
+        faults.push({ at, kind: faultKinds[kind], detail });
+        log(`[${at} s] ${faultKinds[kind]}: ${detail} (back after ${round1(since() - at)} s)`);
       }
     };
 
@@ -459,6 +484,79 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The default system under test: a dev server of the run's own on a SQLite file (so it can be killed and restarted
+ * on it) or the given `temporalAddress`, one worker process (control worker and model runner), one API.
+ */
+async function devServerStack(options: ChaosOptions, setup: ChaosStackSetup): Promise<ChaosStack> {
+  const { dir, log } = setup;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const dbFile = join(dir, 'temporal.db');
+  let temporal: DevServer | undefined;
+  let cliPath: string | undefined;
+  let address = options.temporalAddress;
+  if (!address) {
+    cliPath = await ensureTemporalCli({ projectRoot, log });
+    temporal = await startDevServer({
+      cliPath,
+      dbFile,
+      port: 0,
+      uiPort: false,
+      searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
+    });
+    address = temporal.address;
+    cleanups.push(() => temporal!.stop());
+  }
+  const temporalPort = Number(address.slice(address.lastIndexOf(':') + 1));
+  const bundle = setup.env.WORKFLOW_BUNDLE_PATH ?? (await writeWorkflowBundle(dir, 'workflows.js'));
+  const apiPort = await findFreePort();
+  const env = {
+    ...serviceEnv({
+      temporalAddress: address,
+      taskQueue: setup.env.TEMPORAL_TASK_QUEUE!,
+      dataDir: dir,
+      modelsFile: setup.env.MODELS_FILE!,
+      workflowBundlePath: bundle,
+      apiKeys: setup.env.API_KEYS!,
+      webhookSchedule: options.webhookSchedule,
+      webhookTimeoutMs: options.webhookTimeoutMs,
+    }),
+  };
+  log('starting the worker and the API');
+  const worker = new Supervised(() => spawnWorker(env), setup.onUnplannedExit);
+  const api = new Supervised(() => spawnApi({ ...env, PORT: String(apiPort) }), setup.onUnplannedExit);
+  cleanups.push(() => Promise.all([worker.stop(), api.stop()]));
+  await Promise.all([worker.current.ready, api.current.ready]);
+  const faults: ChaosStack['faults'] = {
+    worker: async () => {
+      const pid = worker.current.pid;
+      await worker.crashAndRestart(1000);
+      return `kill -9 worker pid ${pid}; back as pid ${worker.current.pid}`;
+    },
+    api: async () => {
+      const pid = api.current.pid;
+      await api.crashAndRestart(500);
+      return `kill -9 API pid ${pid}, restarted on port ${apiPort} as pid ${api.current.pid}`;
+    },
+  };
+  if (temporal) {
+    faults.temporal = async () => {
+      const pid = temporal!.pid;
+      process.kill(pid, 'SIGKILL');
+      await sleep(1000);
+      temporal = await restartDevServer(cliPath!, dbFile, temporalPort);
+      return `kill -9 dev server pid ${pid}, restarted on ${dbFile} as pid ${temporal.pid}`;
+    };
+  }
+  return {
+    apiUrl: `http://127.0.0.1:${apiPort}`,
+    faults,
+    async stop() {
+      for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
+    },
+  };
 }
 
 /** The request's terminal outcome through the status endpoint, or undefined while it is not COMPLETED. */

@@ -1,33 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { bundleWorkflowCode, type BundleOptions } from '@temporalio/worker';
+import { spawnService as spawnProcess, type ServiceProcess } from '../src/cluster/service-process';
 import { quietBundlerLogger, workflowBundleOptions } from '../src/worker-set';
 
 /** The repository root: services are started from here, as `npm start` would. */
 export const projectRoot = resolve(__dirname, '..');
 
-const OUTPUT_TAIL_LINES = 40;
-
-/** A Node service (worker or API) running in its own process, configured only by its environment. */
-export interface ServiceProcess {
-  name: string;
-  child: ChildProcess;
-  pid: number;
-  /** Resolves with the line that announced readiness; rejects if the process exits first. */
-  ready: Promise<string>;
-  /** Resolves with the exit code (or signal name) once the process has exited. */
-  exited: Promise<string>;
-  /** The last lines the process wrote, for error messages. */
-  output(): string;
-  /** kill -9. Resolves once the process is gone. */
-  kill(): Promise<void>;
-  /** SIGTERM (graceful drain), SIGKILL after `graceMs`. Resolves once the process is gone. */
-  stop(graceMs?: number): Promise<void>;
-}
-
-const running = new Set<ChildProcess>();
+export type { ServiceProcess } from '../src/cluster/service-process';
 
 /**
  * Starts `node --import tsx <entry>` from the project root with `env` on top of ours, and waits for
@@ -41,54 +21,14 @@ export function spawnService(
   readyText: string,
   nodeArgs: string[] = [],
 ): ServiceProcess {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', entry], {
-    cwd: projectRoot,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (running.size === 0) process.on('exit', killAll);
-  running.add(child);
-  const tail: string[] = [];
-  const exited = new Promise<string>((done) => {
-    child.once('exit', (code, signal) => {
-      running.delete(child);
-      if (running.size === 0) process.off('exit', killAll);
-      done(signal ?? String(code));
-    });
-  });
-  const ready = new Promise<string>((resolveReady, reject) => {
-    for (const stream of [child.stdout!, child.stderr!]) {
-      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
-        tail.push(line);
-        if (tail.length > OUTPUT_TAIL_LINES) tail.shift();
-        if (line.includes(readyText)) resolveReady(line);
-      });
-    }
-    void exited.then((how) => reject(new Error(`${name} exited (${how}) before it was ready:\n${tail.join('\n')}`)));
-  });
-  // A service that dies later is the caller's business (chaos expects it); only the wait above cares here.
-  ready.catch(() => undefined);
-  const signal = async (sig: NodeJS.Signals, graceMs: number) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(sig);
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    await exited;
-    clearTimeout(timer);
-  };
-  return {
+  return spawnProcess({
     name,
-    child,
-    pid: child.pid!,
-    ready,
-    exited,
-    output: () => tail.join('\n'),
-    kill: () => signal('SIGKILL', 0),
-    stop: (graceMs = 15_000) => signal('SIGTERM', graceMs),
-  };
-}
-
-function killAll(): void {
-  for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    command: process.execPath,
+    args: [...nodeArgs, '--import', 'tsx', entry],
+    cwd: projectRoot,
+    env,
+    readyText,
+  });
 }
 
 /** Where a stack's services find Temporal, their files, the models and the webhook settings. */

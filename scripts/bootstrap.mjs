@@ -56,9 +56,19 @@ if (mode === 'start') {
   }
   if (failed.length > 0) console.error(`failed: ${failed.join(', ')}`);
   process.exitCode = failed.length > 0 ? 1 : 0;
+} else if (mode === 'cluster') {
+  process.exitCode = await run(process.execPath, [...tsx, 'src/cluster/main.ts', ...args]);
+} else if (mode === 'test:cluster') {
+  // The cluster suite (test/cluster): its own jest config, one cluster for the run, one file at a time.
+  const jest = join(root, 'node_modules', 'jest', 'bin', 'jest.js');
+  process.exitCode = await run(process.execPath, [jest, '-c', 'jest.cluster.config.js', ...args]);
+} else if (mode === 'bench' && args.includes('--scale-out')) {
+  // `npm run bench -- --scale-out`: 1 vs 2 model runner processes on the cluster topology (bench/scale-out.ts).
+  const rest = args.filter((a) => a !== '--scale-out');
+  process.exitCode = await run(process.execPath, [...tsx, 'bench/scale-out.ts', ...rest]);
 } else if (mode === 'bench' || mode === 'chaos') {
   process.exitCode = await run(process.execPath, [...tsx, `bench/${mode}.ts`, ...args]);
 } else {
-  console.error('usage: node scripts/bootstrap.mjs start|test|bench|chaos [args...]');
+  console.error('usage: node scripts/bootstrap.mjs start|test|test:cluster|cluster|bench|chaos [args...]');
   process.exitCode = 2;
 }

@@ -60,7 +60,10 @@ export interface DevServerOptions {
   uiCodecEndpoint?: string;
   /** Custom search attributes to register at startup, e.g. `{ FalModel: 'Keyword' }`. */
   searchAttributes?: Record<string, SearchAttributeType>;
-  /** Dynamic config overrides, e.g. `{ 'frontend.enableUpdateWorkflowExecution': true }`. */
+  /**
+   * Dynamic config values, e.g. `{ 'frontend.enableUpdateWorkflowExecution': true }`, on top of
+   * {@link DEV_SERVER_DYNAMIC_CONFIG} (a key given here replaces the tuned value).
+   */
   dynamicConfig?: Record<string, string | number | boolean>;
   /** Receives the server's output lines, prefixed with `[temporal] `. Omitted = output is only kept for errors. */
   log?: (line: string) => void;
@@ -96,6 +99,23 @@ export class DevServerStartError extends Error {
     super(`${message}\n${summarise(output)}`);
   }
 }
+
+/**
+ * Dynamic config every dev server we launch starts with: `npm start`, the tests' global setup, the bench (for the
+ * raw-Temporal baseline and for us alike) and the chaos run.
+ *
+ * - `history.transferProcessorMaxPollRPS` (default 20 per shard): the history service loads transfer tasks at this
+ *   rate, and the dev server has one shard, so every workflow task waited 40-48 ms between scheduled and started; a
+ *   one-activity workflow took about 100 ms end to end instead of about 15 ms.
+ * - `matching.forwarderMaxRatePerSecond` (default 10): task queue partitions forward polls and tasks to their parent
+ *   at this rate, which put a ~100 ms tail on the first tasks of a queue.
+ *
+ * Both are per shard / per partition limits; docs/clusters.md says how they apply to a self-hosted cluster.
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number>> = {
+  'history.transferProcessorMaxPollRPS': 1000,
+  'matching.forwarderMaxRatePerSecond': 1000,
+};
 
 /** See {@link DevServerOptions.sqlitePragmas}. */
 export const DEFAULT_SQLITE_PRAGMAS: Readonly<Record<string, string>> = { journal_mode: 'wal', synchronous: 'normal' };
@@ -171,7 +191,7 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   for (const [name, type] of Object.entries(options.searchAttributes ?? {})) {
     args.push('--search-attribute', `${name}=${type}`);
   }
-  for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) {
+  for (const [key, value] of Object.entries({ ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig })) {
     // The CLI parses each value as JSON, so strings need their quotes.
     args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   }

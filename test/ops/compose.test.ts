@@ -1,17 +1,18 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
-import { msToTs } from '@temporalio/common/lib/time';
 import { parse } from 'yaml';
 import { apiRoutes } from '../../src/api/api-routes';
 import { EnvSchema, loadConfig } from '../../src/config';
 import { REQUEST_SEARCH_ATTRIBUTES } from '../../src/observability/search-attributes';
-import { eventually } from '../helpers/stack';
+import { clusterSetupEnv, TEMPORAL_SERVER_VERSION } from '../../src/cluster/temporal-server';
+import { ClusterRole, clusterServiceEnv } from '../../src/cluster/topology';
 
 const root = resolve(__dirname, '../..');
+const setupScript = join(root, 'scripts', 'cluster', 'setup.sh');
 const run = promisify(execFile);
 
 interface Service {
@@ -52,9 +53,21 @@ const sourceOf = (distFile: string) => join(root, distFile.replace(/^dist\//, 's
 describe('docker-compose.yml and Dockerfile agree with the code', () => {
   it('has the services of the production shape, started in order', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['api', 'model-runner', 'postgresql', 'temporal', 'temporal-setup', 'temporal-ui', 'worker'].sort(),
+      [
+        'api',
+        'model-runner',
+        'postgresql',
+        'temporal',
+        'temporal-schema',
+        'temporal-setup',
+        'temporal-ui',
+        'worker',
+      ].sort(),
     );
-    expect(services.temporal!.depends_on).toEqual({ postgresql: { condition: 'service_healthy' } });
+    expect(services['temporal-schema']!.depends_on).toEqual({ postgresql: { condition: 'service_healthy' } });
+    expect(services.temporal!.depends_on).toEqual({
+      'temporal-schema': { condition: 'service_completed_successfully' },
+    });
     expect(services['temporal-setup']!.depends_on).toEqual({ temporal: { condition: 'service_healthy' } });
     expect(services['temporal-ui']!.depends_on).toEqual({ temporal: { condition: 'service_healthy' } });
     expect(ours.map(([name]) => name).sort()).toEqual(['api', 'model-runner', 'worker']);
@@ -102,9 +115,64 @@ describe('docker-compose.yml and Dockerfile agree with the code', () => {
     }
   });
 
-  it('registers exactly our search attributes, with commands that work against a real server (twice)', async () => {
-    const setup = services['temporal-setup']!;
-    const script = interpolate(setup.command!.join('\n'));
+  it('runs the Temporal server and admin tools at the version `npm run cluster` builds, with its setup script', () => {
+    const version = TEMPORAL_SERVER_VERSION.replace(/^v/, '');
+    expect(interpolate(services.temporal!.image!)).toBe(`temporalio/server:${version}`);
+    for (const name of ['temporal-schema', 'temporal-setup']) {
+      const service = services[name]!;
+      expect(interpolate(service.image!)).toBe(`temporalio/admin-tools:${version}`);
+      expect(service.volumes).toContain('./scripts/cluster/setup.sh:/etc/temporal/setup.sh:ro');
+      expect(service.entrypoint).toEqual(['sh', '/etc/temporal/setup.sh']);
+    }
+    expect(services['temporal-schema']!.command).toEqual(['schema']);
+    expect(services['temporal-setup']!.command).toEqual(['namespace']);
+    // The same dynamic config as the script's server.
+    const dynamicConfig = envOf(services.temporal!).DYNAMIC_CONFIG_FILE_PATH;
+    expect(services.temporal!.volumes).toContain(`./scripts/cluster/dynamicconfig.yaml:${dynamicConfig}:ro`);
+    expect(envOf(services.temporal!)).toMatchObject({ DB: 'postgres12', NUM_HISTORY_SHARDS: '4' });
+  });
+
+  it('gives the setup script and our processes the variable names `npm run cluster` gives them', () => {
+    const script = readFileSync(setupScript, 'utf8');
+    const scriptReads = new Set([...script.matchAll(/\$\{(\w+)/g)].map((m) => m[1]!));
+    const scriptEnv = clusterSetupEnv({
+      projectRoot: root,
+      binaries: { server: 'server', sql: 'sql', moduleDir: '/m' },
+      cliPath: 'temporal',
+      postgres: { port: 5432, user: 'temporal', password: 'temporal' },
+      address: 'temporal:7233',
+      namespace: 'default',
+    });
+    for (const name of ['temporal-schema', 'temporal-setup']) {
+      const unread = Object.keys(envOf(services[name]!)).filter((k) => !scriptReads.has(k));
+      expect({ name, unread }).toEqual({ name, unread: [] });
+    }
+    expect(Object.keys(scriptEnv).filter((k) => !scriptReads.has(k))).toEqual([]);
+    // The server reads the database settings under the same names the script does.
+    for (const key of Object.keys(envOf(services['temporal-schema']!))) {
+      expect(envOf(services.temporal!)[key]).toBe(envOf(services['temporal-schema']!)[key]);
+    }
+
+    const roles = { api: ClusterRole.Api, worker: ClusterRole.Worker, 'model-runner': ClusterRole.ModelRunner };
+    for (const [name, service] of ours) {
+      const env = envOf(service);
+      const fromScript = clusterServiceEnv(roles[name as keyof typeof roles], {
+        address: 'temporal:7233',
+        dataDir: '/data',
+        apiPort: 8080,
+        metricsPort: env.METRICS_PORT === undefined ? undefined : Number(env.METRICS_PORT),
+        env: {},
+        projectRoot: root,
+      });
+      expect({ name, names: Object.keys(fromScript).sort() }).toEqual({ name, names: Object.keys(env).sort() });
+      for (const key of ['TEMPORAL_NAMESPACE', 'TEMPORAL_TASK_QUEUE', 'API_KEYS', 'WORKER_CONTROL', 'WORKER_MODELS']) {
+        expect({ name, key, value: fromScript[key] }).toEqual({ name, key, value: env[key] });
+      }
+    }
+  });
+
+  it('registers exactly our search attributes, with the shared setup script against a real server (twice)', async () => {
+    const script = readFileSync(setupScript, 'utf8');
     expect(script).toContain(`for name in ${REQUEST_SEARCH_ATTRIBUTES.map((k) => k.name).join(' ')}; do`);
     expect(REQUEST_SEARCH_ATTRIBUTES.every((k) => k.type === 'KEYWORD')).toBe(true);
     expect(script).toContain('--type Keyword');
@@ -113,21 +181,20 @@ describe('docker-compose.yml and Dockerfile agree with the code', () => {
     const address = process.env.TEST_TEMPORAL_ADDRESS!;
     const connection = await Connection.connect({ address });
     try {
-      await connection.workflowService.registerNamespace({
-        namespace,
-        workflowExecutionRetentionPeriod: msToTs('1 day'),
-      });
-      await eventually(() => connection.workflowService.describeNamespace({ namespace }).catch(() => undefined));
       const env = {
         ...process.env,
-        ...envOf(setup),
+        ...envOf(services['temporal-setup']!),
         TEMPORAL_ADDRESS: address,
         TEMPORAL_NAMESPACE: namespace,
-        PATH: `${dirname(process.env.TEST_TEMPORAL_CLI!)}:${process.env.PATH}`,
+        TEMPORAL_CLI: process.env.TEST_TEMPORAL_CLI!,
       };
-      for (let i = 0; i < 2; i++) await run(setup.entrypoint![0]!, [...setup.entrypoint!.slice(1), script], { env });
+      // The script creates the namespace itself, then waits until a start with the attributes works.
+      for (let i = 0; i < 2; i++) await run('sh', [setupScript, 'namespace'], { env });
       const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
       for (const key of REQUEST_SEARCH_ATTRIBUTES) expect(Object.keys(customAttributes ?? {})).toContain(key.name);
+      // The readiness probe leaves nothing behind for operators' queries.
+      const { executions } = await connection.workflowService.listWorkflowExecutions({ namespace, query: '' });
+      expect(executions ?? []).toEqual([]);
     } finally {
       await connection.close();
     }

@@ -1,0 +1,414 @@
+/**
+ * The production topology on one machine, without Docker: PostgreSQL, the Temporal server (4 history
+ * shards, SQL visibility), our API, one control worker and model runner processes. Every one of our
+ * processes has its own DATA_DIR and is configured only by the environment names docker-compose.yml
+ * uses; they share the Temporal address (and the object store, STORAGE_URL, once configured).
+ */
+import { writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { ensureTemporalCli } from '../temporal/cli';
+import { quietBundlerLogger, workflowBundleOptions } from '../worker-set';
+import { Postgres } from './postgres';
+import { spawnService, type ServiceProcess } from './service-process';
+import {
+  ensureTemporalServer,
+  runClusterSetup,
+  startTemporalServer,
+  temporalPorts,
+  writeTemporalServerConfig,
+  type TemporalPorts,
+  type TemporalServerBinaries,
+} from './temporal-server';
+
+/** Roles of our processes, as docker-compose.yml names its services. */
+export const ClusterRole = { Api: 'api', Worker: 'worker', ModelRunner: 'model-runner' } as const;
+export type ClusterRole = (typeof ClusterRole)[keyof typeof ClusterRole];
+
+/** What {@link startCluster} brings up. */
+export interface ClusterOptions {
+  projectRoot: string;
+  /** Everything the cluster keeps between starts: PostgreSQL's data, the server config, each process's DATA_DIR. */
+  dataDir: string;
+  /** Ports of the Temporal server; its frontend is `TEMPORAL_ADDRESS`. */
+  temporalPorts: TemporalPorts;
+  postgresPort: number;
+  apiPort: number;
+  /** `METRICS_PORT` of the control worker; runner `i` (from 0) gets `metricsPort + 1 + i`. Omitted = no metrics. */
+  metricsPort?: number;
+  /** Model runner processes. */
+  runners: number;
+  /**
+   * The environment our processes start from (the caller's `process.env` for `npm run cluster`): every name
+   * docker-compose.yml sets can be given here, and anything else (STORAGE_URL, S3_*, WEBHOOK_*) passes through.
+   */
+  env: Record<string, string | undefined>;
+  /** Per-role additions on top of everything else (tests: a models file, a webhook schedule). */
+  roleEnv?: Partial<Record<ClusterRole, Record<string, string>>>;
+  log: (line: string) => void;
+  /** Receives every line our processes and the server print; omitted = only their log files get them. */
+  processLog?: (line: string) => void;
+}
+
+/** One of our processes, restarted with the same environment when it is killed or dies. */
+export class ClusterService {
+  current: ServiceProcess;
+  /** The current process has announced readiness. */
+  isReady = false;
+  private expectingExit = false;
+  private stopped = false;
+  /** Exits nobody asked for; each one was followed by a restart, as `restart: unless-stopped` does. */
+  unplannedExits: { how: string; output: string }[] = [];
+  /** Told about each unplanned exit (the chaos run counts them). */
+  onUnplannedExit?: (how: string, output: string) => void;
+
+  constructor(
+    readonly name: string,
+    private readonly launchProcess: () => ServiceProcess,
+    private readonly log: (line: string) => void,
+  ) {
+    this.current = this.launch();
+  }
+
+  /** kill -9, a pause, and a fresh process; resolves once it is ready (or has failed to start and is retrying). */
+  async crashAndRestart(downMs: number): Promise<void> {
+    this.expectingExit = true;
+    await this.current.kill();
+    await sleep(downMs);
+    this.expectingExit = false;
+    this.current = this.launch();
+    await this.current.ready.catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.current.stop(15_000);
+  }
+
+  private launch(): ServiceProcess {
+    const proc = this.launchProcess();
+    this.isReady = false;
+    void proc.ready.then(
+      () => {
+        if (proc === this.current) this.isReady = true;
+      },
+      () => undefined,
+    );
+    void proc.exited.then(async (how) => {
+      if (this.stopped || this.expectingExit || proc !== this.current) return;
+      this.unplannedExits.push({ how, output: proc.output() });
+      this.onUnplannedExit?.(how, proc.output());
+      this.log(`[cluster] ${this.name} exited (${how}) on its own; restarting it`);
+      await sleep(1000);
+      if (!this.stopped && proc === this.current) this.current = this.launch();
+    });
+    return proc;
+  }
+}
+
+/** PostgreSQL and a Temporal server on it, ready for our processes: see {@link startTemporalCluster}. */
+export interface TemporalCluster {
+  /** `TEMPORAL_ADDRESS` of every process. */
+  address: string;
+  namespace: string;
+  postgres: Postgres;
+  /** The Temporal server process; {@link TemporalCluster.restartTemporal} replaces it. */
+  readonly temporal: ServiceProcess;
+  binaries: TemporalServerBinaries;
+  cliPath: string;
+  /** kill -9 of the Temporal server and a fresh one on the same database; resolves once it answers. */
+  restartTemporal(downMs?: number): Promise<void>;
+  /** Stops the server, then PostgreSQL. */
+  stop(): Promise<void>;
+}
+
+/** Our processes on a {@link TemporalCluster}: see {@link startServices}. */
+export interface ClusterServices {
+  apiUrl: string;
+  api: ClusterService;
+  worker: ClusterService;
+  runners: ClusterService[];
+  /** Every one of them, API first. */
+  all: ClusterService[];
+  /** Graceful stop of all of them (SIGTERM: drain). */
+  stop(): Promise<void>;
+}
+
+/** A running topology from {@link startCluster}. */
+export type Cluster = TemporalCluster & ClusterServices & { stopAll(): Promise<void> };
+
+/** PostgreSQL's superuser for the cluster, as docker-compose.yml's POSTGRES_USER / POSTGRES_PASSWORD default. */
+const DEFAULT_DB_USER = 'temporal';
+const DEFAULT_DB_PASSWORD = 'temporal';
+
+/**
+ * The environment of one of our processes: the names and values docker-compose.yml's `x-app-env` and service blocks
+ * set (test/ops/compose.test.ts checks they match), each overridable from `options.env`.
+ */
+export function clusterServiceEnv(
+  role: ClusterRole,
+  options: {
+    address: string;
+    dataDir: string;
+    apiPort: number;
+    metricsPort?: number;
+    env: Record<string, string | undefined>;
+    projectRoot: string;
+  },
+): Record<string, string> {
+  const e = options.env;
+  const common: Record<string, string> = {
+    HOST: '127.0.0.1',
+    TEMPORAL_ADDRESS: options.address,
+    TEMPORAL_NAMESPACE: e.TEMPORAL_NAMESPACE ?? 'default',
+    TEMPORAL_TASK_QUEUE: e.TEMPORAL_TASK_QUEUE ?? 'fal-queue',
+    DATA_DIR: options.dataDir,
+    MODELS_FILE: e.MODELS_FILE ?? join(options.projectRoot, 'models.json'),
+    PUBLIC_BASE_URL: e.PUBLIC_BASE_URL ?? `http://127.0.0.1:${options.apiPort}`,
+    API_KEYS: e.API_KEYS ?? 'local:local-secret',
+    EGRESS_ALLOW: e.EGRESS_ALLOW ?? '',
+    LORA_BACKEND_URL: e.LORA_BACKEND_URL ?? '',
+    LOG_LEVEL: e.LOG_LEVEL ?? 'info',
+  };
+  const metrics: Record<string, string> =
+    options.metricsPort === undefined ? {} : { METRICS_PORT: String(options.metricsPort) };
+  switch (role) {
+    case ClusterRole.Api:
+      return { ...common, PORT: String(options.apiPort) };
+    case ClusterRole.Worker:
+      return { ...common, WORKER_CONTROL: 'true', WORKER_MODELS: '', ...metrics };
+    case ClusterRole.ModelRunner:
+      return { ...common, WORKER_CONTROL: 'false', WORKER_MODELS: e.RUNNER_MODELS ?? '*', ...metrics };
+  }
+}
+
+/** What {@link startTemporalCluster} brings up. */
+export type TemporalClusterOptions = Pick<
+  ClusterOptions,
+  'projectRoot' | 'dataDir' | 'temporalPorts' | 'postgresPort' | 'env' | 'log' | 'processLog'
+>;
+
+/**
+ * PostgreSQL (created on first use), the Temporal server (built on first use), schema, namespace and search
+ * attributes; resolves once a workflow can start with our search attributes. A second call on the same `dataDir`
+ * reuses the database and the binaries.
+ */
+export async function startTemporalCluster(options: TemporalClusterOptions): Promise<TemporalCluster> {
+  const { log } = options;
+  const started = Date.now();
+  const dataDir = resolve(options.dataDir);
+  const step = (text: string) => log(`[cluster] ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    stops.length = 0;
+  };
+  try {
+    const password = options.env.POSTGRES_PASSWORD ?? DEFAULT_DB_PASSWORD;
+    const pgCredentials = { port: options.postgresPort, user: DEFAULT_DB_USER, password };
+
+    step('preparing PostgreSQL and the Temporal server binaries');
+    const [postgres, binaries, cliPath] = await Promise.all([
+      Postgres.prepare({ dir: join(dataDir, 'postgres'), ...pgCredentials, log }),
+      ensureTemporalServer(log),
+      ensureTemporalCli({ projectRoot: options.projectRoot, log }),
+    ]);
+    await postgres.start();
+    stops.push(() => postgres.stop());
+    step(`PostgreSQL ready on 127.0.0.1:${options.postgresPort}`);
+
+    const address = `127.0.0.1:${options.temporalPorts.frontend}`;
+    const namespace = options.env.TEMPORAL_NAMESPACE ?? 'default';
+    const setup = { projectRoot: options.projectRoot, binaries, cliPath, postgres: pgCredentials, address, namespace };
+    await runClusterSetup('schema', { ...setup, log: (line) => log(`[setup] ${line}`) });
+    step('schema up to date (temporal, temporal_visibility)');
+
+    const temporalDir = join(dataDir, 'temporal');
+    await mkdir(temporalDir, { recursive: true });
+    const configFile = join(temporalDir, 'config.yaml');
+    await writeTemporalServerConfig(configFile, {
+      moduleDir: binaries.moduleDir,
+      ports: options.temporalPorts,
+      postgres: pgCredentials,
+      dynamicConfigFile: join(options.projectRoot, 'scripts', 'cluster', 'dynamicconfig.yaml'),
+    });
+    const launchTemporal = () =>
+      startTemporalServer({
+        binary: binaries.server,
+        configFile,
+        address,
+        logFile: join(dataDir, 'logs', 'temporal.log'),
+        log: options.processLog,
+      });
+    let temporal = await launchTemporal();
+    stops.push(() => temporal.stop(15_000));
+    step(`Temporal server ${address} serving (4 history shards, SQL visibility)`);
+    await runClusterSetup('namespace', { ...setup, log: (line) => log(`[setup] ${line}`) });
+    step(`namespace ${namespace} ready with our search attributes`);
+
+    return {
+      address,
+      namespace,
+      postgres,
+      get temporal() {
+        return temporal;
+      },
+      binaries,
+      cliPath,
+      async restartTemporal(downMs = 1000) {
+        await temporal.kill();
+        await sleep(downMs);
+        temporal = await launchTemporal();
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** What {@link startServices} starts. */
+export type ServicesOptions = Pick<
+  ClusterOptions,
+  'projectRoot' | 'dataDir' | 'apiPort' | 'metricsPort' | 'runners' | 'env' | 'roleEnv' | 'log' | 'processLog'
+> & {
+  address: string;
+  /** A prebuilt workflow bundle; omitted = bundled once into `dataDir`. */
+  workflowBundlePath?: string;
+  /**
+   * How long every process may take to be ready (a loaded 2-core machine starts four Node processes slowly).
+   * @default 180_000
+   */
+  readyTimeoutMs?: number;
+};
+
+/**
+ * Our API, one control worker and `runners` model runner processes, each with its own DATA_DIR under
+ * `dataDir/services/`, all pointed at `address`; resolves once every one of them is ready.
+ */
+export async function startServices(options: ServicesOptions): Promise<ClusterServices> {
+  const dataDir = resolve(options.dataDir);
+  let bundlePath = options.workflowBundlePath;
+  if (!bundlePath) {
+    // One bundle for the control worker, as production images ship it, rather than bundling in the process.
+    bundlePath = join(dataDir, 'workflow-bundle.js');
+    await mkdir(dataDir, { recursive: true });
+    const { code } = await bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger() });
+    writeFileSync(bundlePath, code);
+  }
+  const spawnOurs = (name: string, role: ClusterRole, metricsPort?: number) => {
+    const env = {
+      // Passed through: whatever the caller set (STORAGE_URL and S3_* for the shared object store, WEBHOOK_*, ...).
+      ...definedOnly(options.env),
+      ...clusterServiceEnv(role, {
+        address: options.address,
+        dataDir: join(dataDir, 'services', name),
+        apiPort: options.apiPort,
+        metricsPort,
+        env: options.env,
+        projectRoot: options.projectRoot,
+      }),
+      // The API publishes the keys the control worker signs with: the one secret they share besides Temporal.
+      WEBHOOK_KEYS_DIR: options.env.WEBHOOK_KEYS_DIR ?? join(dataDir, 'webhook-keys'),
+      WORKFLOW_BUNDLE_PATH: bundlePath,
+      ...options.roleEnv?.[role],
+    };
+    const entry = role === ClusterRole.Api ? 'src/server.ts' : 'src/worker.ts';
+    return new ClusterService(
+      name,
+      () =>
+        spawnService({
+          name,
+          command: process.execPath,
+          args: ['--import', 'tsx', entry],
+          cwd: options.projectRoot,
+          env,
+          readyText: role === ClusterRole.Api ? 'queue API listening' : 'workers polling',
+          log: options.processLog,
+          logFile: join(dataDir, 'logs', `${name}.log`),
+        }),
+      options.log,
+    );
+  };
+  const metrics = (i: number) => (options.metricsPort === undefined ? undefined : options.metricsPort + i);
+  const worker = spawnOurs('worker', ClusterRole.Worker, metrics(0));
+  const runners = Array.from({ length: options.runners }, (_, i) =>
+    spawnOurs(`runner-${i + 1}`, ClusterRole.ModelRunner, metrics(i + 1)),
+  );
+  const api = spawnOurs('api', ClusterRole.Api);
+  const all = [api, worker, ...runners];
+  const stop = async () => {
+    await Promise.all(all.map((s) => s.stop()));
+  };
+  const readyTimeoutMs = options.readyTimeoutMs ?? 180_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.all(all.map((s) => s.current.ready)),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          const waiting = all.filter((s) => !s.isReady).map((s) => s.name);
+          // Readiness is read from each process's log ("workers polling", "queue API listening"), at level info.
+          reject(new Error(`not ready after ${readyTimeoutMs} ms: ${waiting.join(', ')} (is LOG_LEVEL above info?)`));
+        }, readyTimeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    await stop();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  options.log(
+    `[cluster] API ${`http://127.0.0.1:${options.apiPort}`}, control worker and ${runners.length} model runner(s) up`,
+  );
+  return { apiUrl: `http://127.0.0.1:${options.apiPort}`, api, worker, runners, all, stop };
+}
+
+/**
+ * The whole topology: {@link startTemporalCluster}, then {@link startServices}. A second call on the same `dataDir`
+ * reuses the database, the binaries and every DATA_DIR.
+ */
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const temporal = await startTemporalCluster(options);
+  try {
+    const services = await startServices({ ...options, address: temporal.address });
+    return Object.assign(temporal, services, {
+      stop: services.stop,
+      stopAll: async () => {
+        await services.stop();
+        await temporal.stop();
+      },
+    });
+  } catch (err) {
+    await temporal.stop();
+    throw err;
+  }
+}
+
+/** The default layout of `npm run cluster`: Temporal's usual ports, PostgreSQL on 5433 (5432 may be taken). */
+export function defaultClusterPorts(env: Record<string, string | undefined>): {
+  temporalPorts: TemporalPorts;
+  postgresPort: number;
+  apiPort: number;
+  metricsPort: number;
+} {
+  const frontend = Number(env.TEMPORAL_PORT ?? 7233);
+  // Membership ports sit 294-300 below the frontend and must fit PostgreSQL's smallint (see freeTemporalPorts).
+  if (!Number.isInteger(frontend) || frontend < 1324 || frontend > 32_000) {
+    throw new Error(`TEMPORAL_PORT must be between 1324 and 32000 for the cluster, got ${env.TEMPORAL_PORT}`);
+  }
+  return {
+    temporalPorts: temporalPorts(frontend),
+    postgresPort: Number(env.CLUSTER_POSTGRES_PORT ?? 5433),
+    apiPort: Number(env.PORT ?? 8080),
+    metricsPort: Number(env.METRICS_PORT ?? 9464),
+  };
+}
+
+function definedOnly(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((kv): kv is [string, string] => kv[1] !== undefined));
+}
