@@ -7,6 +7,7 @@ import {
   enqueueUpdate,
   queuePlacesQuery,
   releaseSignal,
+  type EnqueueBatch,
   type EnqueueEntry,
   type EnqueueResult,
 } from '../../src/workflows/admission-queue/messages';
@@ -60,6 +61,25 @@ describe('admission queue (mocked grants, time-skipping)', () => {
     // A repeated submit is answered with its current place, and placed nowhere twice.
     expect(await enqueue(entry('b'))).toEqual([{ admitted: false, position: 0 }]);
     expect(await queue.query(admissionStatsQuery)).toEqual({ capacity: 1, running: 1, waiting: 2, waitingLow: 0 });
+  });
+
+  it('refuses a malformed enqueue before accepting it: the queue state is untouched', async () => {
+    const bad = [
+      { capacity: 0, queueLimit: 10, entries: [entry('a')] },
+      { capacity: 1, queueLimit: -1, entries: [entry('a')] },
+      { capacity: 1, queueLimit: 10, entries: [{ requestId: '', priority: 'normal' }] },
+      { capacity: 1, queueLimit: 10, entries: [{ requestId: 'a', priority: 'urgent' }] },
+      { capacity: 1, queueLimit: 10, entries: [{ requestId: 'a', priority: 'normal', maxQueueLength: 1.5 }] },
+      { capacity: 1, queueLimit: 10, entries: 'a' },
+    ];
+    for (const batch of bad) {
+      await expect(queue.executeUpdate(enqueueUpdate, { args: [batch as unknown as EnqueueBatch] })).rejects.toThrow(
+        /enqueue:/,
+      );
+    }
+    expect(await queue.query(admissionStatsQuery)).toEqual({ capacity: 1, running: 0, waiting: 0, waitingLow: 0 });
+    // A well-formed one after them is served as usual.
+    expect(await enqueue(entry('a'))).toEqual([{ admitted: true }]);
   });
 
   it('starts a low-priority request only when no normal one is waiting', async () => {

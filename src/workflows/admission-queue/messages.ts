@@ -59,6 +59,37 @@ export interface AdmissionStats {
 
 /** Asks for slots, answering each entry; an entry already known (a repeated submit) gets its current place. */
 export const enqueueUpdate = defineUpdate<EnqueueResult[], [EnqueueBatch]>('enqueue');
+
+/** Most entries one {@link enqueueUpdate} may carry (the API sends at most 200): keeps each history event small. */
+export const MAX_ENQUEUE_BATCH = 1000;
+const MAX_REQUEST_ID_LENGTH = 256;
+
+/**
+ * The validator of {@link enqueueUpdate}: a malformed batch (from a buggy or hostile client with access to the
+ * namespace) is refused before it is accepted, so it never reaches the queue's state or its history.
+ */
+export function assertEnqueueBatch(batch: EnqueueBatch): void {
+  const isCount = (n: unknown, min: number): boolean => typeof n === 'number' && Number.isSafeInteger(n) && n >= min;
+  if (typeof batch !== 'object' || batch === null) throw new TypeError('enqueue: the batch must be an object');
+  if (!isCount(batch.capacity, 1)) throw new TypeError('enqueue: capacity must be an integer of at least 1');
+  if (!isCount(batch.queueLimit, 0)) throw new TypeError('enqueue: queueLimit must be a non-negative integer');
+  if (!Array.isArray(batch.entries) || batch.entries.length > MAX_ENQUEUE_BATCH) {
+    throw new TypeError(`enqueue: entries must be an array of at most ${MAX_ENQUEUE_BATCH}`);
+  }
+  const priorities: readonly unknown[] = Object.values(QueuePriority);
+  for (const entry of batch.entries) {
+    if (typeof entry !== 'object' || entry === null) throw new TypeError('enqueue: every entry must be an object');
+    const { requestId, priority, maxQueueLength } = entry;
+    if (typeof requestId !== 'string' || requestId.length === 0 || requestId.length > MAX_REQUEST_ID_LENGTH) {
+      throw new TypeError(`enqueue: requestId must be a string of 1 to ${MAX_REQUEST_ID_LENGTH} characters`);
+    }
+    if (!priorities.includes(priority))
+      throw new TypeError(`enqueue: priority must be one of ${priorities.join(', ')}`);
+    if (maxQueueLength !== undefined && !isCount(maxQueueLength, 0)) {
+      throw new TypeError('enqueue: maxQueueLength must be a non-negative integer when set');
+    }
+  }
+}
 /** These requests no longer want their place or their slot: they finished, were cancelled or timed out. */
 export const releaseSignal = defineSignal<[string[]]>('release');
 /** The places of several requests at once, in the order asked (one query for all the API's pollers of a model). */

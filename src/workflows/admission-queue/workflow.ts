@@ -13,6 +13,7 @@ import type { Activities } from '../../activities';
 import {
   QueuePriority,
   admissionStatsQuery,
+  assertEnqueueBatch,
   enqueueUpdate,
   queuePlacesQuery,
   releaseSignal,
@@ -149,13 +150,17 @@ export async function admissionQueue(input: AdmissionQueueInput): Promise<never>
     return { admitted: false, position: (placeOf(entry.requestId) as { position: number }).position };
   };
 
-  setHandler(enqueueUpdate, (batch) => {
-    updates++;
-    capacity = batch.capacity;
-    // A raised limit frees slots for those already waiting before the new ones are placed.
-    pump();
-    return batch.entries.map((entry) => enqueue(entry, batch.queueLimit));
-  });
+  setHandler(
+    enqueueUpdate,
+    (batch) => {
+      updates++;
+      capacity = batch.capacity;
+      // A raised limit frees slots for those already waiting before the new ones are placed.
+      pump();
+      return batch.entries.map((entry) => enqueue(entry, batch.queueLimit));
+    },
+    { validator: assertEnqueueBatch },
+  );
   setHandler(releaseSignal, (ids) => ids.forEach(release));
   setHandler(queuePlacesQuery, (ids) => ids.map(placeOf));
   setHandler(admissionStatsQuery, () => ({
