@@ -69,10 +69,14 @@ describe('admission queue recovery', () => {
   const running = (id: string) =>
     eventually(async () => ((await status(id)).status === 'IN_PROGRESS' ? true : undefined));
   const bodies = () => backend.requests.map((r) => (r.json as { n: string }).n);
+  // IN_PROGRESS means a runner took the run, not that its call has reached the backend yet: a release must wait for
+  // the call itself, or it finds nothing held (seen on a machine loaded by a bench run).
+  const arrived = (n: string) => eventually(async () => (bodies().includes(n) ? true : undefined));
 
   it('keeps positions exact while the queue continues as new under load', async () => {
     const first = await submit({ n: 'can-0' });
     await running(first.request_id);
+    await arrived('can-0');
     const waiting = [];
     for (let i = 1; i <= 8; i++) waiting.push(await submit({ n: `can-${i}` }));
     expect(waiting.map((w) => w.queue_position)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
@@ -80,6 +84,7 @@ describe('admission queue recovery', () => {
     for (let done = 0; done < ids.length; done++) {
       backend.release();
       await running(ids[done]!);
+      await arrived(`can-${done + 1}`);
       expect(await positions(ids.slice(done + 1))).toEqual(ids.slice(done + 1).map((_, i) => i));
     }
     backend.release();
@@ -108,6 +113,7 @@ describe('admission queue recovery', () => {
     const real = await submit({ n: 'after-ghost' });
     expect(real.queue_position).toBe(0);
     await running(real.request_id);
+    await arrived('after-ghost');
     backend.release();
     const done = await waitCompleted(stack, APP, real.request_id);
     expect(done.error_type).toBeUndefined();

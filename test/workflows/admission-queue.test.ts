@@ -73,9 +73,12 @@ describe('admission queue (mocked grants, time-skipping)', () => {
       { capacity: 1, queueLimit: 10, entries: 'a' },
     ];
     for (const batch of bad) {
-      await expect(queue.executeUpdate(enqueueUpdate, { args: [batch as unknown as EnqueueBatch] })).rejects.toThrow(
-        /enqueue:/,
+      // The validator's error is the cause of the client's WorkflowUpdateFailedError.
+      const refused = await queue.executeUpdate(enqueueUpdate, { args: [batch as unknown as EnqueueBatch] }).then(
+        () => undefined,
+        (err: unknown) => err as { cause?: { message?: string } },
       );
+      expect(refused?.cause?.message).toMatch(/^enqueue: /);
     }
     expect(await queue.query(admissionStatsQuery)).toEqual({ capacity: 1, running: 0, waiting: 0, waitingLow: 0 });
     // A well-formed one after them is served as usual.
