@@ -122,6 +122,7 @@ describe('admission queue recovery', () => {
   it('gives back the slot of a request an operator terminated', async () => {
     const doomed = await submit({ n: 'terminated' });
     await running(doomed.request_id);
+    await arrived('terminated');
     const next = await submit({ n: 'after-terminated' });
     expect(next.queue_position).toBe(0);
 
