@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { LocalFileStore } from '../../src/storage/file-store';
+import { LocalFileStore } from '../../src/storage/local-file-store';
 
 const BASE = 'http://files.example';
 
