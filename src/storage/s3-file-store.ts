@@ -24,32 +24,11 @@ import {
   StoreFileMissingError,
 } from './file-store';
 import { sanitiseFileName } from './file-name';
+import type { S3Location } from './s3-location';
 import { sweepEach, withPayloadSweep } from './sweep';
 
-/** Where an {@link S3FileStore} keeps its objects and how it reaches them. */
-export interface S3StoreOptions extends FileStoreOptions {
-  bucket: string;
-  /** Key prefix, without leading or trailing slash; '' = the bucket's root. */
-  prefix: string;
-  /** Endpoint the services use (SeaweedFS, MinIO, R2, ...); undefined = AWS S3 of `region`. */
-  endpoint?: string;
-  /**
-   * Endpoint written into the presigned URLs handed to clients, when they reach the store under another name than
-   * the services do (e.g. `http://localhost:8333` outside docker compose, `http://seaweedfs:8333` inside).
-   * @default endpoint
-   */
-  publicEndpoint?: string;
-  /**
-   * Base of plain (unsigned) file URLs, for a bucket that is publicly readable or behind a CDN: output URLs are then
-   * `<publicBaseUrl>/<key>` and never expire by themselves. Undefined = presigned GET URLs.
-   */
-  publicBaseUrl?: string;
-  /** Path-style URLs (`endpoint/bucket/key`); most S3-compatible stores need them. */
-  forcePathStyle: boolean;
-  region: string;
-  /** Explicit keys; undefined = the SDK's default chain (environment, profile, instance role, ...). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-}
+/** Where an {@link S3FileStore} keeps its objects, how it reaches them, and the lifetimes common to every store. */
+export interface S3StoreOptions extends FileStoreOptions, S3Location {}
 
 /** SigV4 presigned URLs live at most 7 days. */
 const MAX_PRESIGN_SECONDS = 604_800;
