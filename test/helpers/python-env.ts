@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Stack } from './stack';
 
 /** The project root; venvs for tests live under its git-ignored `.venv/`. */
 export const PROJECT_ROOT = resolve(__dirname, '../..');
@@ -223,6 +224,39 @@ export function startProcess(
       signalGroup('SIGKILL');
     },
   };
+}
+
+/**
+ * Starts an external Python model runner (a Temporal worker on the model's task queue) against `stack` and resolves
+ * once it polls, so the first request a test submits is picked up rather than queued behind a starting process.
+ * `env` is the base environment; the Temporal address, task queue and model id are added from `stack`.
+ */
+export async function startPythonRunner(
+  stack: Stack,
+  modelId: string,
+  command: string,
+  args: string[],
+  options: { cwd?: string; env: NodeJS.ProcessEnv },
+): Promise<RunningProcess> {
+  const runner = startProcess(command, args, {
+    cwd: options.cwd,
+    env: {
+      ...options.env,
+      TEMPORAL_ADDRESS: stack.config.temporal.address!,
+      TEMPORAL_TASK_QUEUE: stack.config.temporal.taskQueue,
+      MODEL_ID: modelId,
+      // No .pyc files in the example's tree, and log lines as they are written (the tests wait on them).
+      PYTHONDONTWRITEBYTECODE: '1',
+      PYTHONUNBUFFERED: '1',
+    },
+  });
+  try {
+    await runner.waitFor(/runner polling/, 60_000);
+  } catch (err) {
+    await runner.stop();
+    throw err;
+  }
+  return runner;
 }
 
 /** A TCP port that was free a moment ago, for servers that cannot be told to pick one themselves. */
