@@ -112,6 +112,8 @@ export interface RunCommandOptions {
    * @default 20
    */
   tailLines?: number;
+  /** Kills the child (SIGKILL) when aborted, e.g. `AbortSignal.timeout(ms)` to bound an install. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -124,7 +126,14 @@ export function runCommand(command: string, args: string[], options: RunCommandO
   const { log, prefix = '', tailLines = 20, heartbeat } = options;
   const capture = options.stdout === 'capture';
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      env: options.env,
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      signal: options.signal,
+      // A hung pip or go ignores SIGTERM as often as not; the caller has already given up on it.
+      killSignal: 'SIGKILL',
+    });
     const stdout: Buffer[] = [];
     const tail: string[] = [];
     if (capture) child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
