@@ -105,7 +105,7 @@ export interface RunCommandOptions {
    * @default 'log'
    */
   stdout?: 'log' | 'capture';
-  /** Called every `heartbeatMs` to produce a progress line, for steps that can be silent for a long time. */
+  /** Logs `line()` every `every` ms, for steps that can be silent for a long time (a download, a cold build). */
   heartbeat?: { every: number; line: () => string };
   /**
    * How many output lines the failure message keeps.
