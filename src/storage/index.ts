@@ -1,10 +1,13 @@
 import { join } from 'node:path';
 import type { Config } from '../config';
-import { LocalFileStore, type FileStore } from './file-store';
+import type { FileStore } from './file-store';
+import { LocalFileStore } from './local-file-store';
 import { S3FileStore } from './s3-file-store';
 
 export * from './file-store';
+export { LocalFileStore } from './local-file-store';
 export { S3FileStore, type S3StoreOptions } from './s3-file-store';
+export type { S3Location } from './s3-location';
 
 /**
  * The file store the configuration names (`STORAGE_URL`): `local` = `DATA_DIR/files` with file URLs under

@@ -19,34 +19,16 @@ import {
   type PayloadStore,
   type StoreFile,
   type StoredFile,
+  type SweepResult,
   type UploadReservation,
   StoreFileMissingError,
 } from './file-store';
+import { sanitiseFileName } from './file-name';
+import type { S3Location } from './s3-location';
+import { sweepEach, withPayloadSweep } from './sweep';
 
-/** Where an {@link S3FileStore} keeps its objects and how it reaches them. */
-export interface S3StoreOptions extends FileStoreOptions {
-  bucket: string;
-  /** Key prefix, without leading or trailing slash; '' = the bucket's root. */
-  prefix: string;
-  /** Endpoint the services use (SeaweedFS, MinIO, R2, ...); undefined = AWS S3 of `region`. */
-  endpoint?: string;
-  /**
-   * Endpoint written into the presigned URLs handed to clients, when they reach the store under another name than
-   * the services do (e.g. `http://localhost:8333` outside docker compose, `http://seaweedfs:8333` inside).
-   * @default endpoint
-   */
-  publicEndpoint?: string;
-  /**
-   * Base of plain (unsigned) file URLs, for a bucket that is publicly readable or behind a CDN: output URLs are then
-   * `<publicBaseUrl>/<key>` and never expire by themselves. Undefined = presigned GET URLs.
-   */
-  publicBaseUrl?: string;
-  /** Path-style URLs (`endpoint/bucket/key`); most S3-compatible stores need them. */
-  forcePathStyle: boolean;
-  region: string;
-  /** Explicit keys; undefined = the SDK's default chain (environment, profile, instance role, ...). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-}
+/** Where an {@link S3FileStore} keeps its objects, how it reaches them, and the lifetimes common to every store. */
+export interface S3StoreOptions extends FileStoreOptions, S3Location {}
 
 /** SigV4 presigned URLs live at most 7 days. */
 const MAX_PRESIGN_SECONDS = 604_800;
@@ -93,7 +75,7 @@ export class S3FileStore implements FileStore {
     lifecycle: Lifecycle = {},
   ): Promise<StoredFile> {
     const lifetime = this.lifetime(lifecycle);
-    const fileName = sanitiseName(file.fileName);
+    const fileName = sanitiseFileName(file.fileName);
     const key = this.key(`files/${lifetime}/${randomUUID()}/${fileName}`);
     // lib-storage switches to a multipart upload for large files (5 MiB parts, 4 at a time).
     await new Upload({
@@ -119,7 +101,7 @@ export class S3FileStore implements FileStore {
   ): Promise<UploadReservation> {
     const lifetime = this.lifetime(lifecycle);
     const fileId = randomUUID();
-    const fileName = sanitiseName(file.fileName);
+    const fileName = sanitiseFileName(file.fileName);
     const key = this.key(`files/${lifetime}/${fileId}/${fileName}`);
     const window = this.options.uploadWindowSeconds ?? DEFAULT_UPLOAD_WINDOW_SECONDS;
     // No ContentType in the signature: the client's own Content-Type header is what the object keeps.
@@ -143,23 +125,18 @@ export class S3FileStore implements FileStore {
     throw new UploadRejectedError('not_found', 'Uploads go straight to the object store, through their upload_url');
   }
 
-  async sweepExpired(now: number = Date.now()): Promise<{ deleted: number; kept: number }> {
-    let deleted = 0;
-    let kept = 0;
-    for await (const object of this.list(this.key('files/'))) {
-      const match = FILE_KEY.exec(object.key.slice(this.key('').length));
-      const lifetime = match ? Number(match[1]) : 0;
-      if (lifetime > 0 && object.lastModified + lifetime * 1000 <= now) {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: object.key }));
-        deleted++;
-      } else kept++;
-    }
-    if (this.options.payloadRetentionSeconds) {
-      const payloads = await this.payloads.sweep(this.options.payloadRetentionSeconds, now);
-      deleted += payloads.deleted;
-      kept += payloads.kept;
-    }
-    return { deleted, kept };
+  async sweepExpired(now: number = Date.now()): Promise<SweepResult> {
+    const files = await sweepEach(
+      listObjects(this.client, this.options.bucket, this.key('files/')),
+      (object) => {
+        const match = FILE_KEY.exec(object.key.slice(this.key('').length));
+        const lifetime = match ? Number(match[1]) : 0;
+        // An object listed without a date is treated as written at the epoch, so a finite lifetime has lapsed.
+        return lifetime > 0 && (object.lastModified ?? 0) + lifetime * 1000 <= now;
+      },
+      (object) => this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: object.key })),
+    );
+    return withPayloadSweep(files, this.payloads, this.options.payloadRetentionSeconds, now);
   }
 
   async readByUrl(url: string): Promise<StoreFile | undefined> {
@@ -236,19 +213,6 @@ export class S3FileStore implements FileStore {
   private key(rest: string): string {
     return this.options.prefix ? `${this.options.prefix}/${rest}` : rest;
   }
-
-  private async *list(prefix: string): AsyncGenerator<{ key: string; lastModified: number }> {
-    let token: string | undefined;
-    do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token }),
-      );
-      for (const item of page.Contents ?? []) {
-        if (item.Key) yield { key: item.Key, lastModified: item.LastModified?.getTime() ?? 0 };
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-  }
 }
 
 class S3PayloadStore implements PayloadStore {
@@ -284,23 +248,13 @@ class S3PayloadStore implements PayloadStore {
     return `s3://${this.bucket}/${this.prefix}${sha256}`;
   }
 
-  async sweep(olderThanSeconds: number, now: number = Date.now()): Promise<{ deleted: number; kept: number }> {
-    let deleted = 0;
-    let kept = 0;
-    let token: string | undefined;
-    do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, ContinuationToken: token }),
-      );
-      for (const item of page.Contents ?? []) {
-        if (item.Key && (item.LastModified?.getTime() ?? now) <= now - olderThanSeconds * 1000) {
-          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: item.Key }));
-          deleted++;
-        } else kept++;
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    return { deleted, kept };
+  async sweep(olderThanSeconds: number, now: number = Date.now()): Promise<SweepResult> {
+    return sweepEach(
+      listObjects(this.client, this.bucket, this.prefix),
+      // A blob listed without a date counts as written now: kept, rather than deleted on a guess.
+      (object) => (object.lastModified ?? now) <= now - olderThanSeconds * 1000,
+      (object) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: object.key })),
+    );
   }
 }
 
@@ -310,8 +264,20 @@ function isNotFound(err: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || status === 404;
 }
 
-function sanitiseName(name: string): string {
-  const cleaned = name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '');
-  const bounded = cleaned.slice(-200);
-  return bounded.length > 0 ? bounded : 'file';
+/** Every object under `prefix`, page by page (a listing returns at most 1,000 keys per call). */
+async function* listObjects(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): AsyncGenerator<{ key: string; lastModified?: number }> {
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const item of page.Contents ?? []) {
+      if (item.Key) yield { key: item.Key, lastModified: item.LastModified?.getTime() };
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
 }

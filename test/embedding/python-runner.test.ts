@@ -5,7 +5,7 @@ import { respondJson, startLoopbackServer, type LoopbackServer } from '../helper
 import {
   PROJECT_ROOT,
   ensurePythonEnv,
-  startProcess,
+  startPythonRunner,
   type PythonEnv,
   type RunningProcess,
 } from '../helpers/python-env';
@@ -54,18 +54,10 @@ describe('the Python runner package: pip-installed, one model function served en
     stack = await startStack({
       models: { models: [{ id: APP, backend: { kind: 'temporal' }, heartbeatTimeoutSeconds: 5 }] },
     });
-    runner = startProcess(join(python.binDir, 'fal-queue-runner'), ['team_model:reverse'], {
+    runner = await startPythonRunner(stack, APP, join(python.binDir, 'fal-queue-runner'), ['team_model:reverse'], {
       cwd: modelDir,
-      env: {
-        PATH: process.env.PATH,
-        TEMPORAL_ADDRESS: stack.config.temporal.address!,
-        TEMPORAL_TASK_QUEUE: stack.config.temporal.taskQueue,
-        MODEL_ID: APP,
-        PYTHONDONTWRITEBYTECODE: '1',
-        PYTHONUNBUFFERED: '1',
-      },
+      env: { PATH: process.env.PATH },
     });
-    await runner.waitFor(/runner polling/, 60_000);
   }, 10 * 60_000);
 
   afterAll(async () => {

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { delimiter, dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { acquireInstallLock, runCommand } from '../../src/tools/cached-install';
+import type { Stack } from './stack';
 
 /** The project root; venvs for tests live under its git-ignored `.venv/`. */
 export const PROJECT_ROOT = resolve(__dirname, '../..');
@@ -43,7 +43,13 @@ export async function ensurePythonEnv(options: EnsurePythonEnvOptions): Promise<
   if (await installed(options.dir, wanted)) return env;
 
   await mkdir(dirname(options.dir), { recursive: true });
-  const release = await acquireLock(`${options.dir}.lock`, log);
+  const release = await acquireInstallLock(`${options.dir}.lock`, {
+    task: `installing into ${options.dir}`,
+    waitMs: LOCK_WAIT_MS,
+    pollMs: 500,
+    log,
+    timeoutError: (message) => new Error(message),
+  });
   try {
     if (await installed(options.dir, wanted)) return env;
     const deadline = Date.now() + (options.timeoutMs ?? 10 * 60_000);
@@ -90,64 +96,10 @@ async function findPython(min: [number, number]): Promise<string> {
   throw new Error(`no Python ${min.join('.')}+ on PATH: install one (with its venv module) to run this test`);
 }
 
-async function acquireLock(path: string, log: (line: string) => void): Promise<() => Promise<void>> {
-  const started = Date.now();
-  let announced = false;
-  for (;;) {
-    try {
-      const handle = await open(path, 'wx');
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      return () => rm(path, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    if (await lockIsStale(path)) {
-      await rm(path, { force: true });
-      continue;
-    }
-    if (Date.now() - started > LOCK_WAIT_MS) throw new Error(`timed out waiting for ${path}; delete it if stale`);
-    if (!announced) log(`Waiting for another process installing into ${path.replace(/\.lock$/, '')} ...`);
-    announced = true;
-    await sleep(500);
-  }
-}
-
-async function lockIsStale(path: string): Promise<boolean> {
-  try {
-    const pid = Number.parseInt(await readFile(path, 'utf8'), 10);
-    if (!Number.isInteger(pid) || pid <= 0) return Date.now() - (await stat(path)).mtimeMs > 30_000;
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ESRCH' || code === 'ENOENT';
-  }
-}
-
 /** Runs a command to completion before `deadline`, forwarding its output; rejects with its tail on failure. */
-function run(command: string, args: string[], deadline: number, log: (line: string) => void): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const tail: string[] = [];
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        tail.push(line);
-        if (tail.length > 20) tail.shift();
-        log(`  ${line}`);
-      });
-    }
-    const timer = setTimeout(() => child.kill('SIGKILL'), Math.max(0, deadline - Date.now()));
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolvePromise();
-      else reject(new Error(`${command} ${args.join(' ')} exited with ${signal ?? code}:\n${tail.join('\n')}`));
-    });
-  });
+async function run(command: string, args: string[], deadline: number, log: (line: string) => void): Promise<void> {
+  const signal = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
+  await runCommand(command, args, { env: process.env, log, prefix: '  ', signal });
 }
 
 /** A long-running child process whose output a test can wait on. */
@@ -223,6 +175,39 @@ export function startProcess(
       signalGroup('SIGKILL');
     },
   };
+}
+
+/**
+ * Starts an external Python model runner (a Temporal worker on the model's task queue) against `stack` and resolves
+ * once it polls, so the first request a test submits is picked up rather than queued behind a starting process.
+ * `env` is the base environment; the Temporal address, task queue and model id are added from `stack`.
+ */
+export async function startPythonRunner(
+  stack: Stack,
+  modelId: string,
+  command: string,
+  args: string[],
+  options: { cwd?: string; env: NodeJS.ProcessEnv },
+): Promise<RunningProcess> {
+  const runner = startProcess(command, args, {
+    cwd: options.cwd,
+    env: {
+      ...options.env,
+      TEMPORAL_ADDRESS: stack.config.temporal.address!,
+      TEMPORAL_TASK_QUEUE: stack.config.temporal.taskQueue,
+      MODEL_ID: modelId,
+      // No .pyc files in the example's tree, and log lines as they are written (the tests wait on them).
+      PYTHONDONTWRITEBYTECODE: '1',
+      PYTHONUNBUFFERED: '1',
+    },
+  });
+  try {
+    await runner.waitFor(/runner polling/, 60_000);
+  } catch (err) {
+    await runner.stop();
+    throw err;
+  }
+  return runner;
 }
 
 /** A TCP port that was free a moment ago, for servers that cannot be told to pick one themselves. */

@@ -12,7 +12,7 @@ import { createEsrganModel, type EsrganOutput } from '../../src/models/builtin/e
 import { EgressPolicy } from '../../src/egress/policy';
 import { createInputFetcher } from '../../src/models/input-files';
 import type { ModelContext } from '../../src/models/types';
-import { LocalFileStore } from '../../src/storage/file-store';
+import { LocalFileStore } from '../../src/storage/local-file-store';
 
 const PUBLIC_BASE = 'http://127.0.0.1:1';
 let storeDir: string;

@@ -1,7 +1,8 @@
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { LogForwarder } from '../../src/models/cog-webhooks';
-import { decodeDataUri, imageSize, outputFileName } from '../../src/models/output-files';
+import { imageSize } from '../../src/models/image-size';
+import { decodeDataUri, outputFileName } from '../../src/models/output-files';
 
 describe('output files', () => {
   it('reads the size of PNG, JPEG, GIF, WebP and BMP images from their headers', () => {

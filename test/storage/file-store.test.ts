@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { LocalFileStore } from '../../src/storage/file-store';
+import { LocalFileStore } from '../../src/storage/local-file-store';
 
 const BASE = 'http://files.example';
 
@@ -105,6 +106,24 @@ describe('the local file store', () => {
     expect(await store.sweepExpired()).toEqual({ deleted: 1, kept: 1 });
     expect(existsSync(join(dir, unused.fileId))).toBe(false);
     expect((await store.read(used.fileId, 'u.txt'))?.data.toString()).toBe('u');
+  });
+
+  it('sweeps claim-checked payloads past their retention, even in a process that has stored no file yet', async () => {
+    // A control worker claim-checks payloads long before (or without ever) saving a file: no files directory.
+    const root = mkdtempSync(join(process.env.TEST_TMP_DIR ?? tmpdir(), 'payload-sweep-'));
+    const store = new LocalFileStore(join(root, 'files'), BASE, {
+      payloadsDir: join(root, 'payloads'),
+      payloadRetentionSeconds: 60,
+    });
+    const sha = createHash('sha256').update('payload').digest('hex');
+    await store.payloads.put(sha, Buffer.from('payload'));
+
+    // Payload age is the file's mtime, so the sweeps are placed relative to the real time of the write.
+    const written = Date.now();
+    expect(await store.sweepExpired(written)).toEqual({ deleted: 0, kept: 1 });
+    expect(await store.sweepExpired(written + 61_000)).toEqual({ deleted: 1, kept: 0 });
+    expect(await store.payloads.get(sha)).toBeUndefined();
+    expect(existsSync(join(root, 'files'))).toBe(false);
   });
 
   it('never reads outside its directory, whatever the id and name', async () => {

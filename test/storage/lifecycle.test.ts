@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { PNG } from 'pngjs';
 import { ensureFileSweeper, fileSweeperScheduleId } from '../../src/client/file-sweeper';
-import { LocalFileStore } from '../../src/storage/file-store';
+import { LocalFileStore } from '../../src/storage/local-file-store';
 import { falClientFor } from '../fal-client/fal-hosts';
 import { eventually, startStack, type Stack } from '../helpers/stack';
 

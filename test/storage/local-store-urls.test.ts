@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInputFetcher, InputFetchError } from '../../src/models/input-files';
-import { LocalFileStore } from '../../src/storage/file-store';
+import { LocalFileStore } from '../../src/storage/local-file-store';
 
 /**
  * Runners sharing the API's DATA_DIR read the API's own file URLs from disk: uploads reach a model without opening

@@ -1,6 +1,7 @@
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { InputValidationError } from '../../errors';
+import { imageSize } from '../image-size';
 import type { FetchedInput, ModelContext } from '../types';
 
 // The ESRGAN model's image handling: fetching and decoding its input (PNG or JPEG, size-checked before the bitmap
@@ -39,7 +40,7 @@ export function decodeImage(file: FetchedInput, maxPixels: number): DecodedImage
   if (!format) throw imageUrlError('unsupported image format: expected PNG or JPEG');
 
   // The header's size is checked before decoding, so a small file cannot expand into a huge bitmap.
-  const size = format === 'png' ? pngSize(file.data) : jpegSize(file.data);
+  const size = imageSize(file.data);
   if (!size) throw imageUrlError(`could not decode the ${format.toUpperCase()} image: no size in its header`);
   assertPixelLimit(size.width, size.height, maxPixels);
 
@@ -76,32 +77,6 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0
 function sniffFormat(data: Buffer): 'png' | 'jpeg' | undefined {
   if (data.subarray(0, 8).equals(PNG_SIGNATURE)) return 'png';
   if (data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff) return 'jpeg';
-  return undefined;
-}
-
-/** Width and height from the IHDR chunk, which the PNG spec puts first. */
-function pngSize(data: Buffer): { width: number; height: number } | undefined {
-  if (data.length < 24 || data.toString('latin1', 12, 16) !== 'IHDR') return undefined;
-  return { width: data.readUInt32BE(16), height: data.readUInt32BE(20) };
-}
-
-/** Width and height from the first start-of-frame segment, walking the JPEG's marker segments. */
-function jpegSize(data: Buffer): { width: number; height: number } | undefined {
-  let offset = 2;
-  while (offset + 9 <= data.length) {
-    if (data[offset] !== 0xff) return undefined;
-    const marker = data[offset + 1]!;
-    if (marker === 0xff) {
-      offset += 1; // fill byte
-      continue;
-    }
-    // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC), which share the range.
-    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      return { height: data.readUInt16BE(offset + 5), width: data.readUInt16BE(offset + 7) };
-    }
-    const standalone = marker === 0x01 || (marker >= 0xd0 && marker <= 0xd9);
-    offset += standalone ? 2 : 2 + data.readUInt16BE(offset + 2);
-  }
   return undefined;
 }
 

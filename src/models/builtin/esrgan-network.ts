@@ -143,34 +143,27 @@ function planNetwork(model: tf.LayersModel, scale: number): EsrganNetwork {
         costPerPixel: kh * kw * inChannels * outChannels,
       });
       resolution.set(layer.name, inputResolution);
-    } else if (className === 'UpSampling2D') {
-      const factor = (config.size as number[])[0] ?? 0;
-      if (config.interpolation !== 'nearest' || String(config.size) !== `${factor},${factor}`) {
-        throw new Error(`ESRGAN layer ${layer.name}: unsupported UpSampling2D configuration`);
+    } else if (className === 'UpSampling2D' || ['Activation', 'Add', 'Concatenate'].includes(className)) {
+      // Pixelwise layers: each output pixel reads one pixel per input. Upsampling has one input and writes it
+      // factor² times; the others read each of their inputs once.
+      let upsample = 1;
+      if (className === 'UpSampling2D') {
+        upsample = (config.size as number[])[0] ?? 0;
+        if (config.interpolation !== 'nearest' || String(config.size) !== `${upsample},${upsample}`) {
+          throw new Error(`ESRGAN layer ${layer.name}: unsupported UpSampling2D configuration`);
+        }
       }
-      const costPerPixel = ELEMENTWISE_COST * outChannels * factor * factor;
+      const fanIn = className === 'UpSampling2D' ? upsample * upsample : inputs.length;
       steps.push({
         kind: 'pixelwise',
         name: layer.name,
         inputs,
         resolution: inputResolution,
         layer,
-        upsample: factor,
-        costPerPixel,
+        upsample,
+        costPerPixel: ELEMENTWISE_COST * outChannels * fanIn,
       });
-      resolution.set(layer.name, inputResolution * factor);
-    } else if (['Activation', 'Add', 'Concatenate'].includes(className)) {
-      const costPerPixel = ELEMENTWISE_COST * outChannels * inputs.length;
-      steps.push({
-        kind: 'pixelwise',
-        name: layer.name,
-        inputs,
-        resolution: inputResolution,
-        layer,
-        upsample: 1,
-        costPerPixel,
-      });
-      resolution.set(layer.name, inputResolution);
+      resolution.set(layer.name, inputResolution * upsample);
     } else {
       throw new Error(`ESRGAN layer ${layer.name}: unsupported layer type ${className}`);
     }
