@@ -101,7 +101,12 @@ describe('payload encryption and the codec endpoint, with the Temporal Web UI po
   });
 
   it('the delivery log and a redelivery read the encrypted memo and history through the codecs', async () => {
-    const log = (await (await stack.api(`/${MODEL}/requests/${requestId}/webhook`)).json()) as { url: string };
+    // The first attempt is recorded once its activity has returned, after the receiver got it: wait for the record.
+    const log = await eventually(async () => {
+      const res = await stack.api(`/${MODEL}/requests/${requestId}/webhook`);
+      const body = (await res.json()) as { url?: string; attempts?: unknown[] };
+      return res.status === 200 && (body.attempts?.length ?? 0) > 0 ? body : undefined;
+    });
     expect(log.url).toBe(`${hooks.url}/hook?token=${HOOK_TOKEN}`);
     const redeliver = await stack.api(`/${MODEL}/requests/${requestId}/webhook/redeliver`, { method: 'POST' });
     expect(redeliver.status).toBe(202);
