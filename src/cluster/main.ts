@@ -1,7 +1,7 @@
 /**
  * `npm run cluster`: the production topology on this machine (docs/clusters.md). Reads the same
  * environment names as docker-compose.yml; Ctrl-C stops everything; a second start reuses the built
- * binaries and `.data/cluster`.
+ * binaries and `.data/cluster` (database, stored objects, the store's key pair).
  */
 import { join, resolve } from 'node:path';
 import { defaultClusterPorts, startCluster } from './topology';
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`\n[cluster] ${signal}: stopping our processes, the Temporal server, then PostgreSQL ...`);
+    console.log(`\n[cluster] ${signal}: stopping our processes, the Temporal server, PostgreSQL, then the store ...`);
     await cluster.stopAll();
     console.log('[cluster] stopped');
     process.exit(0);
@@ -51,6 +51,10 @@ async function main(): Promise<void> {
       `  Queue API        ${cluster.apiUrl}   (API key ${key})`,
       `  Temporal         ${cluster.address}   namespace ${cluster.namespace}, 4 history shards, PostgreSQL visibility`,
       `  PostgreSQL       ${cluster.postgres.url.replace(/:[^:@]*@/, ':***@')}`,
+      cluster.store.seaweedfs
+        ? `  Object store     SeaweedFS ${cluster.store.env.S3_ENDPOINT}, ${cluster.store.env.STORAGE_URL} ` +
+          `(key ${cluster.store.env.AWS_ACCESS_KEY_ID}; secret in ${join(dataDir, 'seaweedfs-keys.json')})`
+        : `  Object store     ${cluster.store.env.STORAGE_URL} (yours: STORAGE_URL is set)`,
       `  Processes        api pid ${cluster.api.current.pid}, worker pid ${cluster.worker.current.pid}, ` +
         cluster.runners.map((r) => `${r.name} pid ${r.current.pid}`).join(', '),
       `  Data and logs    ${dataDir} (logs/<process>.log)`,

@@ -1,15 +1,25 @@
 /**
  * The production topology on one machine, without Docker: PostgreSQL, the Temporal server (4 history
- * shards, SQL visibility), our API, one control worker and model runner processes. Every one of our
- * processes has its own DATA_DIR and is configured only by the environment names docker-compose.yml
- * uses; they share the Temporal address (and the object store, STORAGE_URL, once configured).
+ * shards, SQL visibility), the object store (SeaweedFS), our API, one control worker and model runner
+ * processes. Every one of our processes has its own DATA_DIR and is configured only by the environment
+ * names docker-compose.yml uses; they share the Temporal address and the store.
  */
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { ensureTemporalCli } from '../temporal/cli';
+import {
+  ensureSeaweedFs,
+  SEAWEEDFS_REGION,
+  startSeaweedFs,
+  type RunningSeaweedFs,
+  type S3Keys,
+  seaweedFsPortsFrom,
+  type SeaweedFsPorts,
+} from '../tools/seaweedfs';
 import { quietBundlerLogger, workflowBundleOptions } from '../worker-set';
 import { Postgres } from './postgres';
 import { spawnService, type ServiceProcess } from './service-process';
@@ -35,6 +45,8 @@ export interface ClusterOptions {
   /** Ports of the Temporal server; its frontend is `TEMPORAL_ADDRESS`. */
   temporalPorts: TemporalPorts;
   postgresPort: number;
+  /** Ports of SeaweedFS, unless `env.STORAGE_URL` names a store of the caller's. */
+  storePorts: SeaweedFsPorts;
   apiPort: number;
   /** `METRICS_PORT` of the control worker; runner `i` (from 0) gets `metricsPort + 1 + i`. Omitted = no metrics. */
   metricsPort?: number;
@@ -42,7 +54,8 @@ export interface ClusterOptions {
   runners: number;
   /**
    * The environment our processes start from (the caller's `process.env` for `npm run cluster`): every name
-   * docker-compose.yml sets can be given here, and anything else (STORAGE_URL, S3_*, WEBHOOK_*) passes through.
+   * docker-compose.yml sets can be given here, and anything else (WEBHOOK_*, ...) passes through. With
+   * `STORAGE_URL` set, the caller's store (and S3_*, AWS_*) is used and no SeaweedFS is started.
    */
   env: Record<string, string | undefined>;
   /** Per-role additions on top of everything else (tests: a models file, a webhook schedule). */
@@ -137,7 +150,33 @@ export interface ClusterServices {
 }
 
 /** A running topology from {@link startCluster}. */
-export type Cluster = TemporalCluster & ClusterServices & { stopAll(): Promise<void> };
+export type Cluster = TemporalCluster & ClusterServices & { store: ClusterStore; stopAll(): Promise<void> };
+
+/**
+ * The store settings every one of our processes gets, under docker-compose.yml's `x-app-env` names
+ * (test/ops/compose.test.ts checks they match); '' = unset.
+ */
+export const CLUSTER_STORE_ENV = [
+  'STORAGE_URL',
+  'S3_ENDPOINT',
+  'S3_PUBLIC_ENDPOINT',
+  'AWS_REGION',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+] as const;
+export type ClusterStoreEnv = Record<(typeof CLUSTER_STORE_ENV)[number], string>;
+
+/** The object store our processes share: see {@link startClusterStore}. */
+export interface ClusterStore {
+  env: ClusterStoreEnv;
+  /** The SeaweedFS we started; undefined when the caller named a store (`STORAGE_URL`). */
+  seaweedfs?: RunningSeaweedFs;
+  stop(): Promise<void>;
+}
+
+/** Bucket and key prefix of the cluster's store, as docker-compose.yml names them. */
+const DEFAULT_BUCKET = 'fal-queue';
+const STORE_PREFIX = 'queue';
 
 /** PostgreSQL's superuser for the cluster, as docker-compose.yml's POSTGRES_USER / POSTGRES_PASSWORD default. */
 const DEFAULT_DB_USER = 'temporal';
@@ -156,10 +195,13 @@ export function clusterServiceEnv(
     metricsPort?: number;
     env: Record<string, string | undefined>;
     projectRoot: string;
+    /** The shared object store ({@link ClusterStore.env}). */
+    store: ClusterStoreEnv;
   },
 ): Record<string, string> {
   const e = options.env;
   const common: Record<string, string> = {
+    ...options.store,
     HOST: '127.0.0.1',
     TEMPORAL_ADDRESS: options.address,
     TEMPORAL_NAMESPACE: e.TEMPORAL_NAMESPACE ?? 'default',
@@ -276,6 +318,11 @@ export type ServicesOptions = Pick<
   'projectRoot' | 'dataDir' | 'apiPort' | 'metricsPort' | 'runners' | 'env' | 'roleEnv' | 'log' | 'processLog'
 > & {
   address: string;
+  /**
+   * The object store every process uses ({@link ClusterStore.env}).
+   * @default the caller's STORAGE_URL, S3_* and AWS_* from `env` (none: each process's own `local` store)
+   */
+  store?: ClusterStoreEnv;
   /** A prebuilt workflow bundle; omitted = bundled once into `dataDir`. */
   workflowBundlePath?: string;
   /**
@@ -310,6 +357,7 @@ export async function startServices(options: ServicesOptions): Promise<ClusterSe
         metricsPort,
         env: options.env,
         projectRoot: options.projectRoot,
+        store: options.store ?? callerStoreEnv(options.env),
       }),
       // The API publishes the keys the control worker signs with: the one secret they share besides Temporal.
       WEBHOOK_KEYS_DIR: options.env.WEBHOOK_KEYS_DIR ?? join(dataDir, 'webhook-keys'),
@@ -369,30 +417,135 @@ export async function startServices(options: ServicesOptions): Promise<ClusterSe
 }
 
 /**
- * The whole topology: {@link startTemporalCluster}, then {@link startServices}. A second call on the same `dataDir`
- * reuses the database, the binaries and every DATA_DIR.
+ * The whole topology: {@link startTemporalCluster} and {@link startClusterStore}, then {@link startServices}. A second
+ * call on the same `dataDir` reuses the database, the stored objects, the binaries and every DATA_DIR.
  */
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
-  const temporal = await startTemporalCluster(options);
+  const [temporalResult, storeResult] = await Promise.allSettled([
+    startTemporalCluster(options),
+    startClusterStore({ ...options, ports: options.storePorts }),
+  ]);
+  if (temporalResult.status === 'rejected' || storeResult.status === 'rejected') {
+    if (temporalResult.status === 'fulfilled') await temporalResult.value.stop();
+    if (storeResult.status === 'fulfilled') await storeResult.value.stop();
+    throw temporalResult.status === 'rejected' ? temporalResult.reason : (storeResult as PromiseRejectedResult).reason;
+  }
+  const temporal = temporalResult.value;
+  const store = storeResult.value;
   try {
-    const services = await startServices({ ...options, address: temporal.address });
+    const services = await startServices({ ...options, address: temporal.address, store: store.env });
     return Object.assign(temporal, services, {
+      store,
       stop: services.stop,
       stopAll: async () => {
         await services.stop();
         await temporal.stop();
+        await store.stop();
       },
     });
   } catch (err) {
     await temporal.stop();
+    await store.stop();
     throw err;
   }
 }
 
-/** The default layout of `npm run cluster`: Temporal's usual ports, PostgreSQL on 5433 (5432 may be taken). */
+/** What {@link startClusterStore} starts. */
+export type ClusterStoreOptions = Pick<ClusterOptions, 'dataDir' | 'env' | 'log' | 'processLog'> & {
+  ports: SeaweedFsPorts;
+};
+
+/** What the cluster's SeaweedFS is set up with, from the names docker-compose.yml reads for its `seaweedfs`. */
+export interface ClusterStoreSettings {
+  /** `S3_BUCKET`, created on start. @default fal-queue */
+  bucket: string;
+  /** `S3_ACCESS_KEY_ID` and `S3_SECRET_ACCESS_KEY`; undefined = generated once and kept in the data directory. */
+  keys?: S3Keys;
+  /** `S3_PUBLIC_ENDPOINT`; '' = the endpoint our processes use. */
+  publicEndpoint: string;
+}
+
+/** Reads {@link ClusterStoreSettings} from the environment. */
+export function clusterStoreSettings(env: Record<string, string | undefined>): ClusterStoreSettings {
+  return {
+    bucket: env.S3_BUCKET || DEFAULT_BUCKET,
+    keys:
+      env.S3_ACCESS_KEY_ID && env.S3_SECRET_ACCESS_KEY
+        ? { accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY }
+        : undefined,
+    publicEndpoint: env.S3_PUBLIC_ENDPOINT ?? '',
+  };
+}
+
+/** The store settings of our processes for a SeaweedFS at `endpoint` set up with `settings` and `keys`. */
+export function seaweedFsStoreEnv(settings: ClusterStoreSettings, endpoint: string, keys: S3Keys): ClusterStoreEnv {
+  return {
+    STORAGE_URL: `s3://${settings.bucket}/${STORE_PREFIX}`,
+    S3_ENDPOINT: endpoint,
+    S3_PUBLIC_ENDPOINT: settings.publicEndpoint,
+    AWS_REGION: SEAWEEDFS_REGION,
+    AWS_ACCESS_KEY_ID: keys.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
+  };
+}
+
+/**
+ * The object store of the cluster. With `STORAGE_URL` in `env` it is the caller's (an external S3; their S3_* and
+ * AWS_* settings are passed on as they are). Otherwise it is SeaweedFS on 127.0.0.1 with its data in
+ * `dataDir/seaweedfs`, set up by {@link clusterStoreSettings}; a key pair it generates is kept in
+ * `dataDir/seaweedfs-keys.json`, so a second start reuses data and keys.
+ */
+export async function startClusterStore(options: ClusterStoreOptions): Promise<ClusterStore> {
+  const e = options.env;
+  if (e.STORAGE_URL) return { env: callerStoreEnv(e), stop: async () => undefined };
+  const dataDir = resolve(options.dataDir);
+  const settings = clusterStoreSettings(e);
+  const keys = settings.keys ?? (await persistedKeys(join(dataDir, 'seaweedfs-keys.json')));
+  const seaweedfs = await startSeaweedFs({
+    binary: await ensureSeaweedFs(options.log, e as NodeJS.ProcessEnv),
+    dir: join(dataDir, 'seaweedfs'),
+    ports: options.ports,
+    keys,
+    buckets: [settings.bucket],
+    log: options.processLog,
+    logFile: join(dataDir, 'logs', 'seaweedfs.log'),
+  });
+  options.log(`[cluster] SeaweedFS S3 ${seaweedfs.endpoint}, bucket ${settings.bucket} ready`);
+  return { env: seaweedFsStoreEnv(settings, seaweedfs.endpoint, keys), seaweedfs, stop: () => seaweedfs.stop() };
+}
+
+/** The caller's own store settings under {@link CLUSTER_STORE_ENV}'s names ('' where unset: `local` by default). */
+export function callerStoreEnv(env: Record<string, string | undefined>): ClusterStoreEnv {
+  return Object.fromEntries(CLUSTER_STORE_ENV.map((name) => [name, env[name] ?? ''])) as ClusterStoreEnv;
+}
+
+/** The store's key pair, generated on first use and kept (owner-only) for later starts. */
+async function persistedKeys(file: string): Promise<S3Keys> {
+  try {
+    const saved = JSON.parse(await readFile(file, 'utf8')) as Partial<S3Keys>;
+    if (saved.accessKeyId && saved.secretAccessKey) {
+      return { accessKeyId: saved.accessKeyId, secretAccessKey: saved.secretAccessKey };
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const keys = {
+    accessKeyId: `fal-queue-${randomBytes(6).toString('hex')}`,
+    secretAccessKey: randomBytes(24).toString('base64url'),
+  };
+  await mkdir(resolve(file, '..'), { recursive: true });
+  await writeFile(file, `${JSON.stringify(keys)}\n`, { mode: 0o600 });
+  return keys;
+}
+
+/**
+ * The default layout of `npm run cluster`: Temporal's usual ports, PostgreSQL on 5433 (5432 may be taken), SeaweedFS's
+ * S3 API on its usual 8333 (`CLUSTER_S3_PORT`) and its other parts on the next four ports.
+ */
 export function defaultClusterPorts(env: Record<string, string | undefined>): {
   temporalPorts: TemporalPorts;
   postgresPort: number;
+  storePorts: SeaweedFsPorts;
   apiPort: number;
   metricsPort: number;
 } {
@@ -404,6 +557,7 @@ export function defaultClusterPorts(env: Record<string, string | undefined>): {
   return {
     temporalPorts: temporalPorts(frontend),
     postgresPort: Number(env.CLUSTER_POSTGRES_PORT ?? 5433),
+    storePorts: seaweedFsPortsFrom(Number(env.CLUSTER_S3_PORT ?? 8333)),
     apiPort: Number(env.PORT ?? 8080),
     metricsPort: Number(env.METRICS_PORT ?? 9464),
   };

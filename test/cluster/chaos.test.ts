@@ -5,6 +5,7 @@ import { DEFAULT_CHAOS_OPTIONS, formatChaosReport, runChaos, type ChaosReport } 
 import { freeTemporalPorts } from '../../src/cluster/temporal-server';
 import { startServices, startTemporalCluster } from '../../src/cluster/topology';
 import { findFreePort } from '../../src/temporal/net';
+import { suiteStore } from './services';
 
 /** N = 300 by default; CLUSTER_CHAOS_REQUESTS lowers it for a quick local run. */
 const REQUESTS = Number(process.env.CLUSTER_CHAOS_REQUESTS ?? 300);
@@ -15,7 +16,8 @@ jest.setTimeout(20 * 60_000);
 /**
  * The chaos run on the production shape, with a PostgreSQL and a Temporal server of its own (it kills them): kill -9
  * of a model runner, the control worker, the API and the Temporal server (restarted on the same database), and one
- * PostgreSQL restart under the running server, while requests with webhooks are submitted.
+ * PostgreSQL restart under the running server, while requests with webhooks are submitted. The processes use the
+ * suite's object store, as the cluster's do.
  */
 describe(`requests under faults on the cluster topology (N = ${REQUESTS})`, () => {
   let report: ChaosReport;
@@ -56,6 +58,7 @@ describe(`requests under faults on the cluster topology (N = ${REQUESTS})`, () =
             address: cluster.address,
             apiPort: await findFreePort(),
             runners: 2,
+            store: suiteStore(),
             workflowBundlePath: setup.env.WORKFLOW_BUNDLE_PATH,
             env: setup.env,
             log,

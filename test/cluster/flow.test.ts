@@ -1,19 +1,26 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createFalClient } from '@fal-ai/client';
+import { PNG } from 'pngjs';
+import { createEsrganModel } from '../../src/models/builtin/esrgan';
+import type { ClusterStoreEnv } from '../../src/cluster/topology';
 import { startGatedBackend, type GatedBackend } from '../helpers/gated-backend';
 import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { pointFalAt } from '../fal-client/fal-hosts';
-import { CLUSTER_KEY, eventually, startTestServices, type TestServices } from './services';
+import { CLUSTER_KEY, eventually, startTestServices, suiteStore, type TestServices } from './services';
 
 const run = promisify(execFile);
 const ECHO = 'acme/echo';
 const GATED = 'acme/gated';
 const SEED = 'fal-ai/lora';
+const ESRGAN = 'fal-ai/esrgan';
+const ESRGAN_OPTIONS = { maxInputPixels: 16_384 };
 
 /**
- * The production shape: Temporal server on PostgreSQL (4 shards, SQL visibility), our API, a control
- * worker and two model runner processes, each its own process and DATA_DIR.
+ * The production shape: Temporal server on PostgreSQL (4 shards, SQL visibility), SeaweedFS as the object
+ * store, our API, a control worker and two model runner processes, each its own process and DATA_DIR.
  */
 describe('the cluster topology: API, control worker and two model runners on a Temporal server with PostgreSQL', () => {
   const seedOutput = { images: [{ url: 'https://url.to/image.png', content_type: 'image/png' }], seed: 42 };
@@ -21,6 +28,7 @@ describe('the cluster topology: API, control worker and two model runners on a T
   let gated: GatedBackend;
   let receiver: LoopbackServer;
   let services: TestServices;
+  let store: ClusterStoreEnv;
   /** Webhook paths answered 500 on their first attempt. */
   const failOnce = new Set<string>();
 
@@ -37,8 +45,10 @@ describe('the cluster topology: API, control worker and two model runners on a T
         { id: SEED, backend: { kind: 'http', url: `${seedBackend.url}/generate` } },
         { id: ECHO, backend: { kind: 'builtin', name: 'noop', options: { delayMs: 20 } } },
         { id: GATED, backend: { kind: 'http', url: gated.url }, concurrency: 1 },
+        { id: ESRGAN, backend: { kind: 'builtin', name: 'esrgan', options: ESRGAN_OPTIONS } },
       ],
     });
+    store = suiteStore();
   }, 240_000);
   afterAll(async () => {
     await services?.stop();
@@ -80,6 +90,55 @@ describe('the cluster topology: API, control worker and two model runners on a T
     const result = await fal.subscribe(ECHO, { input: { hello: 'cluster' } });
     expect(result.requestId).toEqual(expect.any(String));
     expect(result.data).toMatchObject({ hello: 'cluster' });
+  });
+
+  it('runs an uploaded input file on a model runner; the URL the API hands out serves the runner’s output bytes', async () => {
+    const png = new PNG({ width: 8, height: 6 });
+    for (let i = 0; i < png.data.length; i++) png.data[i] = i % 4 === 3 ? 255 : (i * 37) % 256;
+    const input = PNG.sync.write(png);
+    // Uploaded as fal's client does it: initiate at the API, PUT to the presigned URL on the store.
+    const fal = createFalClient({ credentials: CLUSTER_KEY, requestMiddleware: pointFalAt(services.apiUrl) });
+    const imageUrl = await fal.storage.upload(new Blob([input], { type: 'image/png' }));
+    expect(imageUrl.startsWith(`${store.S3_ENDPOINT}/`)).toBe(true);
+
+    const { request_id } = await submit(`/${ESRGAN}`, { image_url: imageUrl, scale: 2 });
+    await completed(ESRGAN, request_id);
+    const res = await services.call(`/${ESRGAN}/requests/${request_id}`);
+    const body = (await res.json()) as { image?: { url: string; width: number; height: number; file_size: number } };
+    expect({ status: res.status, body }).toMatchObject({ status: 200, body: { image: { width: 16, height: 12 } } });
+    expect(body.image!.url.startsWith(`${store.S3_ENDPOINT}/`)).toBe(true);
+
+    // The same model run here, on the same bytes, is what the runner must have stored.
+    let expected: Buffer | undefined;
+    const controller = new AbortController();
+    await createEsrganModel(ESRGAN_OPTIONS).run(
+      { image_url: `data:image/png;base64,${input.toString('base64')}`, scale: 2 },
+      {
+        requestId: 'expected',
+        signal: controller.signal,
+        log: () => undefined,
+        fetchInput: async () => ({ data: input, contentType: 'image/png' }),
+        saveFile: async (file) => {
+          expected = file.data;
+          return {
+            url: 'unused',
+            content_type: file.contentType,
+            file_name: file.fileName,
+            file_size: file.data.length,
+          };
+        },
+      },
+    );
+    const served = await fetch(body.image!.url);
+    expect(served.status).toBe(200);
+    const bytes = Buffer.from(await served.arrayBuffer());
+    expect(bytes.length).toBe(body.image!.file_size);
+    expect(bytes.equals(expected!)).toBe(true);
+    // Neither file touched a process's disk: the control worker serves no model, and runners write to the store.
+    for (const name of ['api', 'worker', 'runner-1', 'runner-2']) {
+      const files = join(services.dataDir, 'services', name, 'files');
+      expect({ name, files: existsSync(files) }).toEqual({ name, files: false });
+    }
   });
 
   it('retries a webhook the receiver answered 500: the second attempt is accepted', async () => {

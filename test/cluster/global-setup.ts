@@ -3,18 +3,26 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { freeTemporalPorts } from '../../src/cluster/temporal-server';
-import { startTemporalCluster, type TemporalCluster } from '../../src/cluster/topology';
+import {
+  startClusterStore,
+  startTemporalCluster,
+  type ClusterStore,
+  type TemporalCluster,
+} from '../../src/cluster/topology';
 import { findFreePort } from '../../src/temporal/net';
+import { freeSeaweedFsPorts } from '../../src/tools/seaweedfs';
 import { quietBundlerLogger, workflowBundleOptions } from '../../src/worker-set';
 
 declare global {
   var __TEMPORAL_CLUSTER__: TemporalCluster | undefined;
+  var __CLUSTER_STORE__: ClusterStore | undefined;
 }
 
 /**
- * One PostgreSQL and one Temporal server (4 history shards, SQL visibility) for the whole cluster suite, on free
- * ports and a throwaway data directory; each test file starts its own API, control worker and model runners on it.
- * The first run on a machine builds the server (minutes); its progress is printed.
+ * One PostgreSQL, one Temporal server (4 history shards, SQL visibility) and one SeaweedFS for the whole cluster suite,
+ * as `npm run cluster` starts them, on free ports and a throwaway data directory; each test file starts its own API,
+ * control worker and model runners on them. The first run on a machine builds the server and SeaweedFS (minutes);
+ * the progress is printed.
  */
 export default async function globalSetup(): Promise<void> {
   const projectRoot = resolve(__dirname, '..', '..');
@@ -22,21 +30,28 @@ export default async function globalSetup(): Promise<void> {
   // PostgreSQL runs as the `postgres` user when we are root: it must be able to enter the directory.
   chmodSync(dir, 0o755);
   const started = Date.now();
-  const [cluster, bundle] = await Promise.all([
+  const log = (line: string) => console.log(line);
+  const [cluster, store, bundle] = await Promise.all([
     startTemporalCluster({
       projectRoot,
       dataDir: join(dir, 'cluster'),
       temporalPorts: await freeTemporalPorts(),
       postgresPort: await findFreePort(),
       env: {},
-      log: (line) => console.log(line),
+      log,
     }),
+    startClusterStore({ dataDir: join(dir, 'cluster'), ports: await freeSeaweedFsPorts(), env: {}, log }),
     bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger() }),
   ]);
-  console.log(`cluster suite: PostgreSQL + Temporal server ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(
+    `cluster suite: PostgreSQL + Temporal server + SeaweedFS ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
   const bundlePath = join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, bundle.code);
   globalThis.__TEMPORAL_CLUSTER__ = cluster;
+  globalThis.__CLUSTER_STORE__ = store;
+  // Every test file's processes share this store, as the cluster's do.
+  process.env.CLUSTER_STORE_ENV = JSON.stringify(store.env);
   process.env.CLUSTER_TEMPORAL_ADDRESS = cluster.address;
   process.env.CLUSTER_TEMPORAL_CLI = cluster.cliPath;
   process.env.CLUSTER_TMP_DIR = dir;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { startServices, type ClusterServices } from '../../src/cluster/topology';
+import { startServices, type ClusterServices, type ClusterStoreEnv } from '../../src/cluster/topology';
 import { findFreePort } from '../../src/temporal/net';
 
 export const CLUSTER_KEY = 'cluster-key:cluster-secret';
@@ -9,13 +9,21 @@ export const CLUSTER_KEY = 'cluster-key:cluster-secret';
 /** Our processes on the suite's Temporal server, as `npm run cluster` starts them, with a test's models. */
 export interface TestServices extends ClusterServices {
   taskQueue: string;
+  /** Holds each process's DATA_DIR, at `services/<name>`. */
+  dataDir: string;
   /** fetch against the API with the suite's key. */
   call(path: string, init?: RequestInit): Promise<Response>;
 }
 
+/** The suite's object store (global-setup.ts), as every process of the cluster gets it. */
+export function suiteStore(): ClusterStoreEnv {
+  if (!process.env.CLUSTER_STORE_ENV) throw new Error('CLUSTER_STORE_ENV is unset: run through jest.cluster.config.js');
+  return JSON.parse(process.env.CLUSTER_STORE_ENV) as ClusterStoreEnv;
+}
+
 /**
  * Starts the API, one control worker and two model runner processes (each its own DATA_DIR) against the suite's
- * cluster, with `models` as the models file and a task queue of their own.
+ * cluster and store, with `models` as the models file and a task queue of their own.
  */
 export async function startTestServices(models: unknown, env: Record<string, string> = {}): Promise<TestServices> {
   const address = process.env.CLUSTER_TEMPORAL_ADDRESS;
@@ -31,6 +39,7 @@ export async function startTestServices(models: unknown, env: Record<string, str
     address,
     apiPort,
     runners: 2,
+    store: suiteStore(),
     workflowBundlePath: process.env.TEST_WORKFLOW_BUNDLE,
     env: {
       TEMPORAL_TASK_QUEUE: taskQueue,
@@ -48,6 +57,7 @@ export async function startTestServices(models: unknown, env: Record<string, str
   });
   return Object.assign(services, {
     taskQueue,
+    dataDir: dir,
     call: (path: string, init: RequestInit = {}) =>
       fetch(`${services.apiUrl}${path}`, {
         ...init,

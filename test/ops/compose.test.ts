@@ -9,7 +9,13 @@ import { apiRoutes } from '../../src/api/api-routes';
 import { EnvSchema, loadConfig } from '../../src/config';
 import { REQUEST_SEARCH_ATTRIBUTES } from '../../src/observability/search-attributes';
 import { clusterSetupEnv, TEMPORAL_SERVER_VERSION } from '../../src/cluster/temporal-server';
-import { ClusterRole, clusterServiceEnv } from '../../src/cluster/topology';
+import {
+  CLUSTER_STORE_ENV,
+  ClusterRole,
+  clusterServiceEnv,
+  clusterStoreSettings,
+  seaweedFsStoreEnv,
+} from '../../src/cluster/topology';
 
 const root = resolve(__dirname, '../..');
 const setupScript = join(root, 'scripts', 'cluster', 'setup.sh');
@@ -33,13 +39,13 @@ const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { 
 const services = compose.services;
 const ours = Object.entries(services).filter(([, s]) => s.build === '.');
 
-/** What compose does to `${VAR:-default}` with nothing set, and to `$$`. */
-const interpolate = (value: string | number) =>
+/** What compose does to `${VAR:-default}` with `shell` as the caller's environment (default: nothing set), and to `$$`. */
+const interpolate = (value: string | number, shell: Record<string, string> = {}) =>
   String(value)
-    .replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name: string, fallback?: string) => fallback ?? '')
+    .replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, name: string, fallback?: string) => shell[name] || (fallback ?? ''))
     .replace(/\$\$/g, '$');
-const envOf = (service: Service) =>
-  Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, interpolate(v)]));
+const envOf = (service: Service, shell: Record<string, string> = {}) =>
+  Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, interpolate(v, shell)]));
 /** `127.0.0.1:8080:8080` → the container port. */
 const containerPorts = (service: Service) => (service.ports ?? []).map((p) => Number(p.split(':').at(-1)));
 /** Variables the models file reads with `${VAR}`. */
@@ -57,6 +63,7 @@ describe('docker-compose.yml and Dockerfile agree with the code', () => {
         'api',
         'model-runner',
         'postgresql',
+        'seaweedfs',
         'temporal',
         'temporal-schema',
         'temporal-setup',
@@ -72,9 +79,12 @@ describe('docker-compose.yml and Dockerfile agree with the code', () => {
     expect(services['temporal-ui']!.depends_on).toEqual({ temporal: { condition: 'service_healthy' } });
     expect(ours.map(([name]) => name).sort()).toEqual(['api', 'model-runner', 'worker']);
     for (const [, service] of ours) {
-      expect(service.depends_on).toEqual({ 'temporal-setup': { condition: 'service_completed_successfully' } });
+      expect(service.depends_on).toEqual({
+        'temporal-setup': { condition: 'service_completed_successfully' },
+        seaweedfs: { condition: 'service_healthy' },
+      });
     }
-    for (const name of ['postgresql', 'temporal', 'api', 'worker', 'model-runner']) {
+    for (const name of ['postgresql', 'seaweedfs', 'temporal', 'api', 'worker', 'model-runner']) {
       expect({ name, healthcheck: Boolean(services[name]!.healthcheck) }).toEqual({ name, healthcheck: true });
     }
   });
@@ -163,11 +173,60 @@ describe('docker-compose.yml and Dockerfile agree with the code', () => {
         metricsPort: env.METRICS_PORT === undefined ? undefined : Number(env.METRICS_PORT),
         env: {},
         projectRoot: root,
+        store: seaweedFsStoreEnv(clusterStoreSettings({}), 'http://seaweedfs:8333', {
+          accessKeyId: 'k',
+          secretAccessKey: 's',
+        }),
       });
       expect({ name, names: Object.keys(fromScript).sort() }).toEqual({ name, names: Object.keys(env).sort() });
       for (const key of ['TEMPORAL_NAMESPACE', 'TEMPORAL_TASK_QUEUE', 'API_KEYS', 'WORKER_CONTROL', 'WORKER_MODELS']) {
         expect({ name, key, value: fromScript[key] }).toEqual({ name, key, value: env[key] });
       }
+    }
+  });
+
+  it('runs the object store as `npm run cluster` does, from the same variables, and points every service at it', () => {
+    // The caller's settings, under the names both the compose file and the script read.
+    const shell = {
+      S3_BUCKET: 'media',
+      S3_ACCESS_KEY_ID: 'operator-key',
+      S3_SECRET_ACCESS_KEY: 'operator-secret',
+      S3_PUBLIC_ENDPOINT: 'https://store.example.com',
+    };
+    const weed = services.seaweedfs!;
+    const weedEnv = envOf(weed, shell);
+    const flags = Object.fromEntries(
+      (weed.command ?? []).slice(1).map((arg) => {
+        const [flag, value] = arg.replace(/^-/, '').split('=');
+        return [flag!, interpolate(value ?? '', shell)];
+      }),
+    );
+    expect(weed.command![0]).toBe('mini');
+    expect(weed.volumes).toContain('seaweedfs-data:/data');
+    expect(flags.dir).toBe('/data');
+    expect(containerPorts(weed)).toEqual([Number(flags['s3.port'])]);
+    expect(weed.healthcheck!.test.join(' ')).toContain(`:${flags['s3.port']}/healthz`);
+
+    const settings = clusterStoreSettings(shell);
+    expect(settings.keys).toEqual({ accessKeyId: 'operator-key', secretAccessKey: 'operator-secret' });
+    // The store's keys turn authentication on; the services sign with the same pair.
+    expect(weedEnv).toEqual({
+      AWS_ACCESS_KEY_ID: settings.keys!.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: settings.keys!.secretAccessKey,
+    });
+    expect(flags.bucket).toBe(settings.bucket);
+    const fromScript = seaweedFsStoreEnv(settings, `http://seaweedfs:${flags['s3.port']}`, settings.keys!);
+    for (const [name, service] of ours) {
+      const env = envOf(service, shell);
+      const storeEnv = Object.fromEntries(CLUSTER_STORE_ENV.map((key) => [key, env[key]]));
+      expect({ name, storeEnv }).toEqual({ name, storeEnv: fromScript });
+      expect(loadConfig(env, '/app').storage).toMatchObject({
+        kind: 's3',
+        bucket: 'media',
+        prefix: 'queue',
+        endpoint: 'http://seaweedfs:8333',
+        publicEndpoint: 'https://store.example.com',
+      });
     }
   });
 
