@@ -4,25 +4,18 @@
  * processes. Every one of our processes has its own DATA_DIR and is configured only by the environment
  * names docker-compose.yml uses; they share the Temporal address and the store.
  */
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { ensureTemporalCli } from '../temporal/cli';
-import {
-  ensureSeaweedFs,
-  SEAWEEDFS_REGION,
-  startSeaweedFs,
-  type RunningSeaweedFs,
-  type S3Keys,
-  seaweedFsPortsFrom,
-  type SeaweedFsPorts,
-} from '../tools/seaweedfs';
+import { seaweedFsPortsFrom, type SeaweedFsPorts } from '../tools/seaweedfs';
 import { quietBundlerLogger, workflowBundleOptions } from '../worker-set';
 import { Postgres } from './postgres';
 import { spawnService, type ServiceProcess } from './service-process';
+import { ClusterRole, ClusterService, clusterServiceEnv } from './services';
+import { callerStoreEnv, startClusterStore, type ClusterStore, type ClusterStoreEnv } from './store';
 import {
   ensureTemporalServer,
   runClusterSetup,
@@ -32,10 +25,6 @@ import {
   type TemporalPorts,
   type TemporalServerBinaries,
 } from './temporal-server';
-
-/** Roles of our processes, as docker-compose.yml names its services. */
-export const ClusterRole = { Api: 'api', Worker: 'worker', ModelRunner: 'model-runner' } as const;
-export type ClusterRole = (typeof ClusterRole)[keyof typeof ClusterRole];
 
 /** What {@link startCluster} brings up. */
 export interface ClusterOptions {
@@ -63,62 +52,6 @@ export interface ClusterOptions {
   log: (line: string) => void;
   /** Receives every line our processes and the server print; omitted = only their log files get them. */
   processLog?: (line: string) => void;
-}
-
-/** One of our processes, restarted with the same environment when it is killed or dies. */
-export class ClusterService {
-  current: ServiceProcess;
-  /** The current process has announced readiness. */
-  isReady = false;
-  private expectingExit = false;
-  private stopped = false;
-  /** Exits nobody asked for; each one was followed by a restart, as `restart: unless-stopped` does. */
-  unplannedExits: { how: string; output: string }[] = [];
-  /** Told about each unplanned exit (the chaos run counts them). */
-  onUnplannedExit?: (how: string, output: string) => void;
-
-  constructor(
-    readonly name: string,
-    private readonly launchProcess: () => ServiceProcess,
-    private readonly log: (line: string) => void,
-  ) {
-    this.current = this.launch();
-  }
-
-  /** kill -9, a pause, and a fresh process; resolves once it is ready (or has failed to start and is retrying). */
-  async crashAndRestart(downMs: number): Promise<void> {
-    this.expectingExit = true;
-    await this.current.kill();
-    await sleep(downMs);
-    this.expectingExit = false;
-    this.current = this.launch();
-    await this.current.ready.catch(() => undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.current.stop(15_000);
-  }
-
-  private launch(): ServiceProcess {
-    const proc = this.launchProcess();
-    this.isReady = false;
-    void proc.ready.then(
-      () => {
-        if (proc === this.current) this.isReady = true;
-      },
-      () => undefined,
-    );
-    void proc.exited.then(async (how) => {
-      if (this.stopped || this.expectingExit || proc !== this.current) return;
-      this.unplannedExits.push({ how, output: proc.output() });
-      this.onUnplannedExit?.(how, proc.output());
-      this.log(`[cluster] ${this.name} exited (${how}) on its own; restarting it`);
-      await sleep(1000);
-      if (!this.stopped && proc === this.current) this.current = this.launch();
-    });
-    return proc;
-  }
 }
 
 /** PostgreSQL and a Temporal server on it, ready for our processes: see {@link startTemporalCluster}. */
@@ -152,79 +85,9 @@ export interface ClusterServices {
 /** A running topology from {@link startCluster}. */
 export type Cluster = TemporalCluster & ClusterServices & { store: ClusterStore; stopAll(): Promise<void> };
 
-/**
- * The store settings every one of our processes gets, under docker-compose.yml's `x-app-env` names
- * (test/ops/compose.test.ts checks they match); '' = unset.
- */
-export const CLUSTER_STORE_ENV = [
-  'STORAGE_URL',
-  'S3_ENDPOINT',
-  'S3_PUBLIC_ENDPOINT',
-  'AWS_REGION',
-  'AWS_ACCESS_KEY_ID',
-  'AWS_SECRET_ACCESS_KEY',
-] as const;
-export type ClusterStoreEnv = Record<(typeof CLUSTER_STORE_ENV)[number], string>;
-
-/** The object store our processes share: see {@link startClusterStore}. */
-export interface ClusterStore {
-  env: ClusterStoreEnv;
-  /** The SeaweedFS we started; undefined when the caller named a store (`STORAGE_URL`). */
-  seaweedfs?: RunningSeaweedFs;
-  stop(): Promise<void>;
-}
-
-/** Bucket and key prefix of the cluster's store, as docker-compose.yml names them. */
-const DEFAULT_BUCKET = 'fal-queue';
-const STORE_PREFIX = 'queue';
-
 /** PostgreSQL's superuser for the cluster, as docker-compose.yml's POSTGRES_USER / POSTGRES_PASSWORD default. */
 const DEFAULT_DB_USER = 'temporal';
 const DEFAULT_DB_PASSWORD = 'temporal';
-
-/**
- * The environment of one of our processes: the names and values docker-compose.yml's `x-app-env` and service blocks
- * set (test/ops/compose.test.ts checks they match), each overridable from `options.env`.
- */
-export function clusterServiceEnv(
-  role: ClusterRole,
-  options: {
-    address: string;
-    dataDir: string;
-    apiPort: number;
-    metricsPort?: number;
-    env: Record<string, string | undefined>;
-    projectRoot: string;
-    /** The shared object store ({@link ClusterStore.env}). */
-    store: ClusterStoreEnv;
-  },
-): Record<string, string> {
-  const e = options.env;
-  const common: Record<string, string> = {
-    ...options.store,
-    HOST: '127.0.0.1',
-    TEMPORAL_ADDRESS: options.address,
-    TEMPORAL_NAMESPACE: e.TEMPORAL_NAMESPACE ?? 'default',
-    TEMPORAL_TASK_QUEUE: e.TEMPORAL_TASK_QUEUE ?? 'fal-queue',
-    DATA_DIR: options.dataDir,
-    MODELS_FILE: e.MODELS_FILE ?? join(options.projectRoot, 'models.json'),
-    PUBLIC_BASE_URL: e.PUBLIC_BASE_URL ?? `http://127.0.0.1:${options.apiPort}`,
-    API_KEYS: e.API_KEYS ?? 'local:local-secret',
-    EGRESS_ALLOW: e.EGRESS_ALLOW ?? '',
-    LORA_BACKEND_URL: e.LORA_BACKEND_URL ?? '',
-    LOG_LEVEL: e.LOG_LEVEL ?? 'info',
-  };
-  const metrics: Record<string, string> =
-    options.metricsPort === undefined ? {} : { METRICS_PORT: String(options.metricsPort) };
-  switch (role) {
-    case ClusterRole.Api:
-      return { ...common, PORT: String(options.apiPort) };
-    case ClusterRole.Worker:
-      return { ...common, WORKER_CONTROL: 'true', WORKER_MODELS: '', ...metrics };
-    case ClusterRole.ModelRunner:
-      return { ...common, WORKER_CONTROL: 'false', WORKER_MODELS: e.RUNNER_MODELS ?? '*', ...metrics };
-  }
-}
 
 /** What {@link startTemporalCluster} brings up. */
 export type TemporalClusterOptions = Pick<
@@ -448,94 +311,6 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await store.stop();
     throw err;
   }
-}
-
-/** What {@link startClusterStore} starts. */
-export type ClusterStoreOptions = Pick<ClusterOptions, 'dataDir' | 'env' | 'log' | 'processLog'> & {
-  ports: SeaweedFsPorts;
-};
-
-/** What the cluster's SeaweedFS is set up with, from the names docker-compose.yml reads for its `seaweedfs`. */
-export interface ClusterStoreSettings {
-  /** `S3_BUCKET`, created on start. @default fal-queue */
-  bucket: string;
-  /** `S3_ACCESS_KEY_ID` and `S3_SECRET_ACCESS_KEY`; undefined = generated once and kept in the data directory. */
-  keys?: S3Keys;
-  /** `S3_PUBLIC_ENDPOINT`; '' = the endpoint our processes use. */
-  publicEndpoint: string;
-}
-
-/** Reads {@link ClusterStoreSettings} from the environment. */
-export function clusterStoreSettings(env: Record<string, string | undefined>): ClusterStoreSettings {
-  return {
-    bucket: env.S3_BUCKET || DEFAULT_BUCKET,
-    keys:
-      env.S3_ACCESS_KEY_ID && env.S3_SECRET_ACCESS_KEY
-        ? { accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY }
-        : undefined,
-    publicEndpoint: env.S3_PUBLIC_ENDPOINT ?? '',
-  };
-}
-
-/** The store settings of our processes for a SeaweedFS at `endpoint` set up with `settings` and `keys`. */
-export function seaweedFsStoreEnv(settings: ClusterStoreSettings, endpoint: string, keys: S3Keys): ClusterStoreEnv {
-  return {
-    STORAGE_URL: `s3://${settings.bucket}/${STORE_PREFIX}`,
-    S3_ENDPOINT: endpoint,
-    S3_PUBLIC_ENDPOINT: settings.publicEndpoint,
-    AWS_REGION: SEAWEEDFS_REGION,
-    AWS_ACCESS_KEY_ID: keys.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
-  };
-}
-
-/**
- * The object store of the cluster. With `STORAGE_URL` in `env` it is the caller's (an external S3; their S3_* and
- * AWS_* settings are passed on as they are). Otherwise it is SeaweedFS on 127.0.0.1 with its data in
- * `dataDir/seaweedfs`, set up by {@link clusterStoreSettings}; a key pair it generates is kept in
- * `dataDir/seaweedfs-keys.json`, so a second start reuses data and keys.
- */
-export async function startClusterStore(options: ClusterStoreOptions): Promise<ClusterStore> {
-  const e = options.env;
-  if (e.STORAGE_URL) return { env: callerStoreEnv(e), stop: async () => undefined };
-  const dataDir = resolve(options.dataDir);
-  const settings = clusterStoreSettings(e);
-  const keys = settings.keys ?? (await persistedKeys(join(dataDir, 'seaweedfs-keys.json')));
-  const seaweedfs = await startSeaweedFs({
-    binary: await ensureSeaweedFs(options.log, e as NodeJS.ProcessEnv),
-    dir: join(dataDir, 'seaweedfs'),
-    ports: options.ports,
-    keys,
-    buckets: [settings.bucket],
-    log: options.processLog,
-    logFile: join(dataDir, 'logs', 'seaweedfs.log'),
-  });
-  options.log(`[cluster] SeaweedFS S3 ${seaweedfs.endpoint}, bucket ${settings.bucket} ready`);
-  return { env: seaweedFsStoreEnv(settings, seaweedfs.endpoint, keys), seaweedfs, stop: () => seaweedfs.stop() };
-}
-
-/** The caller's own store settings under {@link CLUSTER_STORE_ENV}'s names ('' where unset: `local` by default). */
-export function callerStoreEnv(env: Record<string, string | undefined>): ClusterStoreEnv {
-  return Object.fromEntries(CLUSTER_STORE_ENV.map((name) => [name, env[name] ?? ''])) as ClusterStoreEnv;
-}
-
-/** The store's key pair, generated on first use and kept (owner-only) for later starts. */
-async function persistedKeys(file: string): Promise<S3Keys> {
-  try {
-    const saved = JSON.parse(await readFile(file, 'utf8')) as Partial<S3Keys>;
-    if (saved.accessKeyId && saved.secretAccessKey) {
-      return { accessKeyId: saved.accessKeyId, secretAccessKey: saved.secretAccessKey };
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  const keys = {
-    accessKeyId: `fal-queue-${randomBytes(6).toString('hex')}`,
-    secretAccessKey: randomBytes(24).toString('base64url'),
-  };
-  await mkdir(resolve(file, '..'), { recursive: true });
-  await writeFile(file, `${JSON.stringify(keys)}\n`, { mode: 0o600 });
-  return keys;
 }
 
 /**

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { createFalClient } from '@fal-ai/client';
 import { PNG } from 'pngjs';
 import { createEsrganModel } from '../../src/models/builtin/esrgan';
-import type { ClusterStoreEnv } from '../../src/cluster/topology';
+import type { ClusterStoreEnv } from '../../src/cluster/store';
 import { startGatedBackend, type GatedBackend } from '../helpers/gated-backend';
 import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { pointFalAt } from '../fal-client/fal-hosts';

@@ -3,12 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { freeTemporalPorts } from '../../src/cluster/temporal-server';
-import {
-  startClusterStore,
-  startTemporalCluster,
-  type ClusterStore,
-  type TemporalCluster,
-} from '../../src/cluster/topology';
+import { startClusterStore, type ClusterStore } from '../../src/cluster/store';
+import { startTemporalCluster, type TemporalCluster } from '../../src/cluster/topology';
 import { findFreePort } from '../../src/temporal/net';
 import { freeSeaweedFsPorts } from '../../src/tools/seaweedfs';
 import { quietBundlerLogger, workflowBundleOptions } from '../../src/worker-set';

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { startServices, type ClusterServices, type ClusterStoreEnv } from '../../src/cluster/topology';
+import type { ClusterStoreEnv } from '../../src/cluster/store';
+import { startServices, type ClusterServices } from '../../src/cluster/topology';
 import { findFreePort } from '../../src/temporal/net';
 
 export const CLUSTER_KEY = 'cluster-key:cluster-secret';

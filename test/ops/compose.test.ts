@@ -9,13 +9,8 @@ import { apiRoutes } from '../../src/api/api-routes';
 import { EnvSchema, loadConfig } from '../../src/config';
 import { REQUEST_SEARCH_ATTRIBUTES } from '../../src/observability/search-attributes';
 import { clusterSetupEnv, TEMPORAL_SERVER_VERSION } from '../../src/cluster/temporal-server';
-import {
-  CLUSTER_STORE_ENV,
-  ClusterRole,
-  clusterServiceEnv,
-  clusterStoreSettings,
-  seaweedFsStoreEnv,
-} from '../../src/cluster/topology';
+import { ClusterRole, clusterServiceEnv } from '../../src/cluster/services';
+import { CLUSTER_STORE_ENV, clusterStoreSettings, seaweedFsStoreEnv } from '../../src/cluster/store';
 
 const root = resolve(__dirname, '../..');
 const setupScript = join(root, 'scripts', 'cluster', 'setup.sh');
