@@ -56,7 +56,16 @@ async function main(): Promise<void> {
   writeFileSync(
     modelsFile,
     JSON.stringify({
-      models: [{ id: MODEL, backend: { kind: 'builtin', name: 'noop', options: { delayMs } }, runnerConcurrency: 1 }],
+      models: [
+        {
+          id: MODEL,
+          backend: { kind: 'builtin', name: 'noop', options: { delayMs } },
+          // The runners' slots are the only limit measured here: a model's `concurrency` defaults to 1 across the
+          // whole cluster (its admission queue), which would hold 2 runners to one run at a time.
+          concurrency: 'unlimited',
+          runnerConcurrency: 1,
+        },
+      ],
     }),
   );
   const levels: Record<string, unknown>[] = [];
