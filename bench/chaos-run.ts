@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ClusterService } from '../src/cluster/services';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server';
@@ -194,47 +195,6 @@ interface Marker {
   chaos: string;
   seq: number;
   attempt: number;
-}
-
-/** A service process that the run restarts when it is killed, and notices when it dies by itself. */
-class Supervised {
-  current: ServiceProcess;
-  private expectingExit = false;
-  private stopped = false;
-
-  constructor(
-    private readonly start: () => ServiceProcess,
-    private readonly onUnplannedExit: (name: string, how: string, output: string) => void,
-  ) {
-    this.current = this.launch();
-  }
-
-  /** kill -9, a pause, and a fresh process; resolves once it is ready. */
-  async crashAndRestart(downMs: number): Promise<void> {
-    this.expectingExit = true;
-    await this.current.kill();
-    await sleep(downMs);
-    this.expectingExit = false;
-    this.current = this.launch();
-    // A start that fails (Temporal down, say) counts as an unplanned exit and is retried by launch().
-    await this.current.ready.catch(() => undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.current.stop(5000);
-  }
-
-  private launch(): ServiceProcess {
-    const proc = this.start();
-    void proc.exited.then(async (how) => {
-      if (this.stopped || this.expectingExit || proc !== this.current) return;
-      this.onUnplannedExit(proc.name, how, proc.output());
-      await sleep(1000);
-      if (!this.stopped && proc === this.current) this.current = this.launch();
-    });
-    return proc;
-  }
 }
 
 /** Runs the whole chaos scenario and returns its accounting; never throws for a failed check, only for a broken setup. */
@@ -525,8 +485,14 @@ async function devServerStack(options: ChaosOptions, setup: ChaosStackSetup): Pr
     }),
   };
   log('starting the worker and the API');
-  const worker = new Supervised(() => spawnWorker(env), setup.onUnplannedExit);
-  const api = new Supervised(() => spawnApi({ ...env, PORT: String(apiPort) }), setup.onUnplannedExit);
+  // The cluster's supervisor: a killed process comes back, and one that dies by itself is counted and restarted.
+  const supervised = (name: string, start: () => ServiceProcess) => {
+    const service = new ClusterService(name, start, () => undefined);
+    service.onUnplannedExit = (how, output) => setup.onUnplannedExit(name, how, output);
+    return service;
+  };
+  const worker = supervised('worker', () => spawnWorker(env));
+  const api = supervised('api', () => spawnApi({ ...env, PORT: String(apiPort) }));
   cleanups.push(() => Promise.all([worker.stop(), api.stop()]));
   await Promise.all([worker.current.ready, api.current.ready]);
   const faults: ChaosStack['faults'] = {
