@@ -26,13 +26,12 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import { freeTemporalPorts, TEMPORAL_SERVER_VERSION } from '../src/cluster/temporal-server';
-import { startTemporalCluster } from '../src/cluster/topology';
+import { TEMPORAL_SERVER_VERSION } from '../src/cluster/temporal-server';
+import { startThrowawayTemporalCluster } from '../src/cluster/topology';
 import { loadConfig } from '../src/config';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { DEFAULT_SQLITE_PRAGMAS, DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
-import { findFreePort } from '../src/temporal/net';
 import type { baselineRequest } from './baseline/workflows';
 import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
 import {
@@ -801,12 +800,9 @@ async function startTemporal(
     // PostgreSQL must be able to enter the directory when we run as root (it runs as the `postgres` user).
     const dir = mkdtempSync(join(tmpdir(), 'fal-queue-bench-cluster-'));
     chmodSync(dir, 0o755);
-    const cluster = await startTemporalCluster({
+    const cluster = await startThrowawayTemporalCluster({
       projectRoot,
       dataDir: dir,
-      temporalPorts: await freeTemporalPorts(),
-      postgresPort: await findFreePort(),
-      env: {},
       log: (line) => progress.log(line),
     });
     return {

@@ -14,8 +14,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freeTemporalPorts } from '../src/cluster/temporal-server';
-import { startServices, startTemporalCluster } from '../src/cluster/topology';
+import { startServices, startThrowawayTemporalCluster } from '../src/cluster/topology';
 import { findFreePort } from '../src/temporal/net';
 import { cpuTimeMs, projectRoot } from './processes';
 import { WebhookReceiver } from './receiver';
@@ -43,14 +42,7 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'fal-queue-scale-out-'));
   chmodSync(dir, 0o755);
-  const cluster = await startTemporalCluster({
-    projectRoot,
-    dataDir: join(dir, 'cluster'),
-    temporalPorts: await freeTemporalPorts(),
-    postgresPort: await findFreePort(),
-    env: {},
-    log,
-  });
+  const cluster = await startThrowawayTemporalCluster({ projectRoot, dataDir: join(dir, 'cluster'), log });
   const receiver = await WebhookReceiver.start();
   const modelsFile = join(dir, 'models.json');
   writeFileSync(

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { ensureTemporalCli } from '../temporal/cli';
+import { findFreePort } from '../temporal/net';
 import { seaweedFsPortsFrom, type SeaweedFsPorts } from '../tools/seaweedfs';
 import { quietBundlerLogger, workflowBundleOptions } from '../worker-set';
 import { Postgres } from './postgres';
@@ -18,6 +19,7 @@ import { ClusterRole, ClusterService, clusterServiceEnv } from './services';
 import { callerStoreEnv, startClusterStore, type ClusterStore, type ClusterStoreEnv } from './store';
 import {
   ensureTemporalServer,
+  freeTemporalPorts,
   runClusterSetup,
   startTemporalServer,
   temporalPorts,
@@ -94,6 +96,23 @@ export type TemporalClusterOptions = Pick<
   ClusterOptions,
   'projectRoot' | 'dataDir' | 'temporalPorts' | 'postgresPort' | 'env' | 'log' | 'processLog'
 >;
+
+/**
+ * A throwaway {@link startTemporalCluster} for tests and benchmarks: free loopback ports, the caller's defaults for
+ * everything else. `dataDir` must be enterable by the `postgres` user when we run as root (mode 0755).
+ */
+export async function startThrowawayTemporalCluster(options: {
+  projectRoot: string;
+  dataDir: string;
+  log: (line: string) => void;
+}): Promise<TemporalCluster> {
+  return startTemporalCluster({
+    ...options,
+    temporalPorts: await freeTemporalPorts(),
+    postgresPort: await findFreePort(),
+    env: {},
+  });
+}
 
 /**
  * PostgreSQL (created on first use), the Temporal server (built on first use), schema, namespace and search

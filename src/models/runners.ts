@@ -84,7 +84,7 @@ function backendRunner(def: ModelDefinition, cogWebhooks: CogWebhookReceiver, bu
         builtin = factory(backend.options, builtinHooks);
       } catch (err) {
         // Already says which model and what to install.
-        if ((err as Error).name === MissingPeerError.name) throw err;
+        if (err instanceof MissingPeerError) throw err;
         throw new ModelsFileError(`model "${def.id}", field "backend.options": ${(err as Error).message}`);
       }
       // Built-in models compute with their inputs: they get plain numbers.

@@ -2,8 +2,7 @@ import { chmodSync, mkdtempSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CHAOS_OPTIONS, formatChaosReport, runChaos, type ChaosReport } from '../../bench/chaos-run';
-import { freeTemporalPorts } from '../../src/cluster/temporal-server';
-import { startServices, startTemporalCluster } from '../../src/cluster/topology';
+import { startServices, startThrowawayTemporalCluster } from '../../src/cluster/topology';
 import { findFreePort } from '../../src/temporal/net';
 import { suiteStore } from './services';
 
@@ -27,14 +26,7 @@ describe(`requests under faults on the cluster topology (N = ${REQUESTS})`, () =
     chmodSync(dir, 0o755);
     const projectRoot = resolve(__dirname, '..', '..');
     const log = (line: string) => console.log(line);
-    const cluster = await startTemporalCluster({
-      projectRoot,
-      dataDir: join(dir, 'cluster'),
-      temporalPorts: await freeTemporalPorts(),
-      postgresPort: await findFreePort(),
-      env: {},
-      log,
-    });
+    const cluster = await startThrowawayTemporalCluster({ projectRoot, dataDir: join(dir, 'cluster'), log });
     try {
       report = await runChaos({
         ...DEFAULT_CHAOS_OPTIONS,

@@ -2,10 +2,8 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { freeTemporalPorts } from '../../src/cluster/temporal-server';
 import { startClusterStore, type ClusterStore } from '../../src/cluster/store';
-import { startTemporalCluster, type TemporalCluster } from '../../src/cluster/topology';
-import { findFreePort } from '../../src/temporal/net';
+import { startThrowawayTemporalCluster, type TemporalCluster } from '../../src/cluster/topology';
 import { freeSeaweedFsPorts } from '../../src/tools/seaweedfs';
 import { quietBundlerLogger, workflowBundleOptions } from '../../src/worker-set';
 
@@ -28,14 +26,7 @@ export default async function globalSetup(): Promise<void> {
   const started = Date.now();
   const log = (line: string) => console.log(line);
   const [cluster, store, bundle] = await Promise.all([
-    startTemporalCluster({
-      projectRoot,
-      dataDir: join(dir, 'cluster'),
-      temporalPorts: await freeTemporalPorts(),
-      postgresPort: await findFreePort(),
-      env: {},
-      log,
-    }),
+    startThrowawayTemporalCluster({ projectRoot, dataDir: join(dir, 'cluster'), log }),
     startClusterStore({ dataDir: join(dir, 'cluster'), ports: await freeSeaweedFsPorts(), env: {}, log }),
     bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger() }),
   ]);
