@@ -76,28 +76,30 @@ describe('object lifecycle: stored files expire, answer 404 and leave the disk',
   });
 
   it('outputs of a request sent with x-fal-object-lifecycle-preference expire on that schedule', async () => {
+    const LIFETIME_S = 15;
     const fal = falClientFor(stack);
     const submittedAt = Date.now();
     const result = await fal.subscribe('fal-ai/esrgan', {
       input: { image_url: new Blob([smallPng(8, 8)], { type: 'image/png' }) },
-      storageSettings: { expiresIn: 2 },
+      storageSettings: { expiresIn: LIFETIME_S },
     });
     const resultAt = Date.now();
     const { image } = result.data as { image: { url: string; width: number } };
     expect(image.width).toBe(16);
-    // The output's 2 s start when the run stores it, somewhere between submit and result: on a loaded machine they
-    // may be over before the result is even read, so the schedule is checked on the store's own record, through a
-    // store whose clock stands still at the submit (the file is live then, whatever came after).
+    // The output's lifetime starts when the run stores it, somewhere between submit and result. It is long enough that
+    // the sweeper (real clock, every second) cannot delete the file before the result is read (2 s could, on a loaded
+    // machine), and the schedule is checked on the store's own record, through a store whose clock stands still at
+    // the submit.
     const [, , id, name] = new URL(image.url).pathname.split('/');
     const frozen = new LocalFileStore(join(stack.config.dataDir, 'files'), stack.url, { now: () => submittedAt });
     const stored = await frozen.read(id!, decodeURIComponent(name!));
     expect(stored?.contentType).toBe('image/png');
-    expect(stored!.expiresAt!.getTime()).toBeGreaterThanOrEqual(submittedAt + 2000);
-    expect(stored!.expiresAt!.getTime()).toBeLessThanOrEqual(resultAt + 2000);
+    expect(stored!.expiresAt!.getTime()).toBeGreaterThanOrEqual(submittedAt + LIFETIME_S * 1000);
+    expect(stored!.expiresAt!.getTime()).toBeLessThanOrEqual(resultAt + LIFETIME_S * 1000);
 
-    await eventually(async () => ((await statusOf(image.url)) === 404 ? 1 : undefined), 30_000, 100);
+    await eventually(async () => ((await statusOf(image.url)) === 404 ? 1 : undefined), 60_000, 200);
     await eventually(async () => (existsSync(folderOf(image.url)) ? undefined : 1), 30_000, 200);
-  });
+  }, 120_000);
 
   it('the sweeper schedule exists once per task queue; creating it again updates it instead of failing', async () => {
     const taskQueue = stack.config.temporal.taskQueue;
