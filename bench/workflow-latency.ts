@@ -18,9 +18,13 @@ import { projectRoot } from './processes';
 import { summarize } from './stats';
 
 /** The server's own defaults for the keys we tune: `--untuned` puts them back. */
-const STOCK_VALUES: Record<keyof typeof DEV_SERVER_DYNAMIC_CONFIG, number> = {
+const STOCK_VALUES: Record<keyof typeof DEV_SERVER_DYNAMIC_CONFIG, number | boolean> = {
   'history.transferProcessorMaxPollRPS': 20,
+  'history.visibilityProcessorMaxPollRPS': 20,
   'matching.forwarderMaxRatePerSecond': 10,
+  'matching.enableFairness': false,
+  'matching.numTaskqueueReadPartitions': 4,
+  'matching.numTaskqueueWritePartitions': 4,
 };
 
 async function main(): Promise<void> {

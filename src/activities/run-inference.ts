@@ -17,6 +17,8 @@ export interface RunInferenceInput {
    * being recorded. A run that fails leaves it to the workflow (which may retry it).
    */
   admissionQueueWorkflowId?: string;
+  /** The request waited in the task queue: tell its workflow the run has started (see `runStartedSignal`). */
+  reportStart?: boolean;
 }
 
 export interface InferenceResult {
@@ -45,6 +47,8 @@ export interface RunInferenceDeps {
   fetchInput: (url: string, signal: AbortSignal) => Promise<FetchedInput>;
   /** Gives a slot back to an admission queue (batched per process); see `createAdmissionActivities`. */
   releaseSlot?: (input: { queueWorkflowId: string; requestId: string }) => Promise<void>;
+  /** Tells a request's workflow its run has started (`runStartedSignal`). */
+  reportStarted?: (requestId: string) => Promise<void>;
 }
 
 // Bounds what a chatty runner can put into every heartbeat (and the final history event).
@@ -59,11 +63,19 @@ export function createRunInference(deps: RunInferenceDeps) {
     input,
     fileExpiresInSeconds,
     admissionQueueWorkflowId,
+    reportStart,
   }: RunInferenceInput): Promise<InferenceResult> {
     const ctx = Context.current();
     const runner = deps.runners.get(modelId);
     if (!runner) {
       throw ApplicationFailure.nonRetryable(`Model ${modelId} is not served by this worker`, ErrorType.NotConfigured);
+    }
+    if (reportStart && deps.reportStarted) {
+      // Not awaited: the run does not wait for the bookkeeping. A lost signal leaves the request counted as waiting
+      // (positions of those behind it one too high) until it ends.
+      deps
+        .reportStarted(requestId)
+        .catch((err: unknown) => ctx.log.warn('could not report the start of the run', { err }));
     }
     // A retried attempt continues the log of the previous ones.
     const previous = ctx.info.heartbeatDetails as InferenceHeartbeat | undefined;

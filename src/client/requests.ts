@@ -9,7 +9,7 @@ import {
 import { temporal } from '@temporalio/proto';
 import type { InferenceHeartbeat } from '../activities';
 import { fromRawPayload } from '../codec';
-import { concurrencyLimit, modelTaskQueue, type ModelRegistry } from '../models/registry';
+import { admissionLimit, modelTaskQueue, ownerWeight, type ModelRegistry } from '../models/registry';
 import { QueuePriority } from '../workflows/admission-queue/messages';
 import {
   INFERENCE_REQUEST_WORKFLOW_TYPE,
@@ -20,8 +20,9 @@ import {
 import { cancelledOutcome } from '../workflows/inference-request/outcomes';
 import { RequestErrorType } from '../workflows/shared/errors';
 import { QueueStatus, type LogEntry, type RequestOutcome } from '../workflows/shared/request';
-import { AdmissionClient } from './admission-client';
+import { AdmissionClient, QueueFullError } from './admission-client';
 import type { RequestView } from './request-view';
+import { TaskQueueLines, runPriority } from './task-queue-line';
 import { ViewCache, type ViewCacheOptions } from './view-cache';
 import type { QueueMetrics } from '../observability/metrics';
 import { initialRequestSearchAttributes } from '../observability/search-attributes';
@@ -91,6 +92,8 @@ export interface RequestsClientOptions {
  */
 export class RequestsClient {
   private readonly admission: AdmissionClient;
+  /** Counts of the task-queue lines; undefined without our search attributes, which they are counted by. */
+  private readonly lines?: TaskQueueLines;
   private readonly views?: ViewCache;
   private readonly lifetime = new AbortController();
 
@@ -99,6 +102,7 @@ export class RequestsClient {
     private readonly options: RequestsClientOptions,
   ) {
     this.admission = new AdmissionClient(client, options.taskQueue);
+    if (options.searchAttributes) this.lines = new TaskQueueLines(client, options.taskQueue);
     if (options.viewCache) {
       // Aborted on close, so no read of the cache is left in flight (or in a retry) when the connection closes. One
       // signal for all of them: as many listeners as calls in flight.
@@ -117,8 +121,9 @@ export class RequestsClient {
   }
 
   /**
-   * Takes a place in the model's admission queue (models with a concurrency limit), then starts the request's
-   * workflow. The model must be in the registry.
+   * Starts the request's workflow. A model with an admission workflow gives the request a place there first; any
+   * other model's requests wait in its task queue, whose line is checked against `maxQueueLength` first. The model
+   * must be in the registry.
    * @throws {@link QueueFullError} when the model's queue is full; then nothing was started.
    */
   async submit(req: SubmitRequest): Promise<SubmitResult> {
@@ -127,14 +132,16 @@ export class RequestsClient {
     const requestId = req.idempotencyKey
       ? idempotentRequestId(req.owner, req.modelId, req.idempotencyKey)
       : randomUUID();
-    const limit = concurrencyLimit(model);
+    const priority = req.priority ?? QueuePriority.Normal;
+    const limit = admissionLimit(model);
     const place =
       limit === undefined
         ? undefined
         : await this.admission.enqueue(
             { id: model.id, capacity: limit, queueLimit: model.maxQueueLength },
-            { requestId, priority: req.priority ?? QueuePriority.Normal, maxQueueLength: req.maxQueueLength },
+            { requestId, priority, maxQueueLength: req.maxQueueLength },
           );
+    if (!place) await this.checkLine(model.id, model.maxQueueLength, req.maxQueueLength);
     const input: InferenceRequestInput = {
       requestId,
       owner: req.owner,
@@ -150,6 +157,9 @@ export class RequestsClient {
       },
       webhook: this.options.webhook,
       admission: place && { queueWorkflowId: this.admission.workflowId(model.id), admitted: place.admitted },
+      queueing: place
+        ? undefined
+        : { priority: runPriority(priority, req.owner, ownerWeight(this.options.registry.file, model, req.owner)) },
       startTimeoutSeconds: req.startTimeoutSeconds,
     };
     try {
@@ -159,7 +169,7 @@ export class RequestsClient {
         args: [input],
         memo: { owner: req.owner, modelId: req.modelId } satisfies RequestMemo,
         ...(this.options.searchAttributes && {
-          typedSearchAttributes: initialRequestSearchAttributes(req.owner, req.modelId, !place || place.admitted),
+          typedSearchAttributes: initialRequestSearchAttributes(req.owner, req.modelId, place?.admitted ?? false),
         }),
         // A repeated key finds the request it named: running (use it) or finished (refuse a second run).
         ...(req.idempotencyKey && {
@@ -177,6 +187,21 @@ export class RequestsClient {
     }
     this.options.metrics?.submitted.inc({ model: model.id });
     return { requestId, queuePosition: place && !place.admitted ? place.position : 0 };
+  }
+
+  /**
+   * Refuses a submit when the model's task-queue line is as long as the model or the submit allows. The count comes
+   * from visibility (see {@link TaskQueueLines}): submits racing each other, and visibility's lag, can let a line grow
+   * a little past the limit (docs/queue.md). Without our search attributes there is nothing to count by, and only
+   * the runners bound the line.
+   */
+  private async checkLine(modelId: string, modelLimit: number, submitLimit: number | undefined): Promise<void> {
+    if (!this.lines) return;
+    const limit = Math.min(modelLimit, submitLimit ?? Infinity);
+    const waiting = await this.lines.waiting(modelId, { limit, fresh: submitLimit !== undefined });
+    // `fal_max_queue_length=0` asks to run at once; whether a runner is free is not known here, so it is refused only
+    // when someone is waiting already.
+    if (waiting >= Math.max(limit, 1)) throw new QueueFullError(modelId, waiting, limit);
   }
 
   /**
@@ -212,13 +237,14 @@ export class RequestsClient {
       return { view: undefined, closed: false };
     }
     const closed = description.status.name !== 'RUNNING';
-    return { view: await this.viewOf(requestId, memo.modelId, description), closed };
+    return { view: await this.viewOf(requestId, memo.modelId, owner, description), closed };
   }
 
   /**
    * A poll's re-read of a request in flight, as cheap as what was known allows: a running request whose logs nobody
-   * shows cannot change unseen (its end comes through the view cache's long poll), and a request still waiting for a
-   * slot needs only its place, which one query answers for all the pollers of its model.
+   * shows cannot change unseen (its end comes through the view cache's long poll), and a request waiting for a slot
+   * of an admission workflow needs only its place, which one query answers for all the pollers of its model. A
+   * position never goes up from one read to the next (a count from visibility can, for a moment).
    */
   private async reread(
     requestId: string,
@@ -228,16 +254,21 @@ export class RequestsClient {
   ): Promise<{ view: RequestView | undefined; closed: boolean }> {
     if (previous.status === QueueStatus.InProgress && !logs) return { view: previous, closed: false };
     const model = this.options.registry.get(previous.modelId);
-    if (previous.status === QueueStatus.InQueue && model && concurrencyLimit(model) !== undefined) {
+    if (previous.status === QueueStatus.InQueue && model && admissionLimit(model) !== undefined) {
       const place = await this.admission.place(model.id, requestId).catch(() => undefined);
       if (place?.state === 'waiting') return { view: { ...previous, queuePosition: place.position }, closed: false };
     }
-    return this.read(requestId, owner);
+    const next = await this.read(requestId, owner);
+    if (next.view?.status === QueueStatus.InQueue && previous.status === QueueStatus.InQueue) {
+      next.view.queuePosition = Math.min(next.view.queuePosition, previous.queuePosition);
+    }
+    return next;
   }
 
   private async viewOf(
     requestId: string,
     modelId: string,
+    owner: string,
     description: WorkflowExecutionDescription,
   ): Promise<RequestView> {
     const handle = this.client.workflow.getHandle(requestId, description.runId);
@@ -258,14 +289,18 @@ export class RequestsClient {
     if (inference) {
       const logs = await this.heartbeatLogs(inference.heartbeatDetails?.payloads ?? []);
       const started = inference.state !== PendingState.PENDING_ACTIVITY_STATE_SCHEDULED || (inference.attempt ?? 1) > 1;
-      return started
-        ? { ...base, status: QueueStatus.InProgress, logs }
-        : { ...base, status: QueueStatus.InQueue, queuePosition: 0, logs };
+      if (started) return { ...base, status: QueueStatus.InProgress, logs };
+      return {
+        ...base,
+        status: QueueStatus.InQueue,
+        queuePosition: await this.positionOf(modelId, owner, description),
+        logs,
+      };
     }
     // No inference pending: waiting for a slot (models with a limit), about to run, or finished (sending its webhook).
     const finished = pending.some((a) => a.activityType?.name === 'deliverWebhook');
     const model = this.options.registry.get(modelId);
-    if (!finished && model && concurrencyLimit(model) !== undefined) {
+    if (!finished && model && admissionLimit(model) !== undefined) {
       const place = await this.admission.place(model.id, requestId).catch(() => undefined);
       if (place?.state === 'waiting') {
         return { ...base, status: QueueStatus.InQueue, queuePosition: place.position, logs: [] };
@@ -279,6 +314,16 @@ export class RequestsClient {
       return { ...base, status: QueueStatus.Completed, outcome: progress.outcome };
     }
     return { ...base, status: QueueStatus.InQueue, queuePosition: 0, logs: [] };
+  }
+
+  /**
+   * The position of a run waiting in its model's task queue: the requests ahead of it in its owner's line (see
+   * {@link TaskQueueLines.ahead}). 0 when there is nothing to count by, or visibility does not answer.
+   */
+  private async positionOf(modelId: string, owner: string, description: WorkflowExecutionDescription): Promise<number> {
+    const model = this.options.registry.get(modelId);
+    if (!this.lines || !model || admissionLimit(model) !== undefined) return 0;
+    return this.lines.ahead(modelId, owner, description.startTime).catch(() => 0);
   }
 
   /** Asks the request to stop: a queued run never starts, a running one has its activity cancelled. */

@@ -67,19 +67,49 @@ export type TemporalBackend = z.infer<typeof TemporalBackend>;
 export const Backend = z.discriminatedUnion('kind', [BuiltinBackend, HttpBackend, CogBackend, TemporalBackend]);
 export type Backend = z.infer<typeof Backend>;
 
+/** An owner's share of a model's runs while others wait too; Temporal's fairness weight. */
+export const OwnerWeights = z.record(z.string().min(1), z.number().positive().max(1000));
+export type OwnerWeights = z.infer<typeof OwnerWeights>;
+
+/**
+ * The longest line an admission workflow may hold. Its state (about 92 bytes per waiting request) moves to the next
+ * run as one payload, which Temporal caps at 2 MiB: 22,800 waiting requests would already exceed it.
+ */
+export const MAX_ADMISSION_WORKFLOW_QUEUE = 15_000;
+/** A task queue's backlog is rows in Temporal's database; this bound only keeps a typo from meaning "no limit". */
+const MAX_TASK_QUEUE_LENGTH = 10_000_000;
+
 export const ModelDefinition = z
   .object({
     id: ModelId,
     backend: Backend,
     /**
-     * Runs of this model in progress at once across all its runners: the limit queue positions, priorities and
-     * start timeouts are computed against. `"unlimited"` skips the admission queue (runners cap their own runs).
+     * Where this model's requests wait (docs/queue.md):
+     * - `task-queue` (default): in the model's Temporal task queue. A submit costs one workflow start; `low` priority,
+     *   fairness between owners and start timeouts are Temporal's own; the limit is the runners' slots
+     *   (`runnerConcurrency` per runner process); positions are counted from visibility.
+     * - `admission-workflow`: in one admission workflow per model, which holds `concurrency` exactly across all
+     *   runners and numbers positions exactly, at the price of one history that every submit passes through.
+     */
+    queue: z.enum(['task-queue', 'admission-workflow']).default('task-queue'),
+    /**
+     * Runs of this model in progress at once. With `queue: "admission-workflow"` it is the limit across all runners;
+     * with `task-queue` it is what each runner process takes on (unless `runnerConcurrency` says otherwise).
+     * `"unlimited"`: no admission workflow, one run per runner process unless `runnerConcurrency` is set.
      */
     concurrency: z.union([z.number().int().positive(), z.literal('unlimited')]).default(1),
     /** Runs one runner process takes on at once; default: `concurrency` (1 when that is unlimited). */
     runnerConcurrency: z.number().int().positive().optional(),
-    /** Most requests that may wait in this model's queue; a submit beyond it is refused with 429. */
-    maxQueueLength: z.number().int().positive().max(25_000).default(10_000),
+    /**
+     * Most requests that may wait in this model's queue; a submit beyond it is refused with 429. An admission
+     * workflow carries its whole line in one payload, so it accepts at most {@link MAX_ADMISSION_WORKFLOW_QUEUE}.
+     */
+    maxQueueLength: z.number().int().positive().max(MAX_TASK_QUEUE_LENGTH).default(10_000),
+    /**
+     * Fairness weights of owners on this model's task queue (default 1 each): an owner of weight 2 gets twice the
+     * starts of an owner of weight 1 while both have requests waiting. Overrides the file's `ownerWeights`.
+     */
+    ownerWeights: OwnerWeights.optional(),
     /** Longest a single run may take before it is retried. */
     timeoutSeconds: z.number().positive().default(600),
     /** A runner silent for this long is presumed dead and its run is retried elsewhere. */
@@ -96,6 +126,8 @@ export const ModelsFile = z
   .object({
     /** Model that the seed's legacy `POST /fal/queue/submit` route runs (`model_name` goes in its body). */
     legacySubmitModel: ModelId.optional(),
+    /** Fairness weights of owners on every model's task queue (default 1); a model's own `ownerWeights` win. */
+    ownerWeights: OwnerWeights.optional(),
     models: z.array(ModelDefinition).min(1),
   })
   .strict()
@@ -104,6 +136,13 @@ export const ModelsFile = z
     file.models.forEach((m, i) => {
       if (seen.has(m.id)) ctx.addIssue({ code: 'custom', path: ['models', i, 'id'], message: `duplicate id ${m.id}` });
       seen.add(m.id);
+      if (m.queue === 'admission-workflow' && m.maxQueueLength > MAX_ADMISSION_WORKFLOW_QUEUE) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['models', i, 'maxQueueLength'],
+          message: `at most ${MAX_ADMISSION_WORKFLOW_QUEUE} with queue "admission-workflow" (its line is one payload); use queue "task-queue" for longer ones`,
+        });
+      }
       if (m.backend.kind === 'temporal' && m.inputSchema) {
         // Our runners check inputSchema; an external runner never sees it, so it would silently not apply.
         ctx.addIssue({
@@ -173,14 +212,22 @@ export class ModelRegistry {
   }
 }
 
-/** The model's concurrency limit across all runners, or undefined when it has none (no admission queue). */
-export function concurrencyLimit(model: ModelDefinition): number | undefined {
-  return model.concurrency === 'unlimited' ? undefined : model.concurrency;
+/**
+ * The limit the model's admission workflow holds across all runners, or undefined when its requests wait in the task
+ * queue instead (the default, and every `"unlimited"` model).
+ */
+export function admissionLimit(model: ModelDefinition): number | undefined {
+  return model.queue === 'admission-workflow' && model.concurrency !== 'unlimited' ? model.concurrency : undefined;
 }
 
 /** How many runs one runner process of the model takes on at once. */
 export function runnerConcurrency(model: ModelDefinition): number {
-  return model.runnerConcurrency ?? concurrencyLimit(model) ?? 1;
+  return model.runnerConcurrency ?? (model.concurrency === 'unlimited' ? 1 : model.concurrency);
+}
+
+/** The fairness weight of an owner's requests on a model (the model's `ownerWeights`, then the file's, then 1). */
+export function ownerWeight(file: ModelsFile, model: ModelDefinition, owner: string): number {
+  return model.ownerWeights?.[owner] ?? file.ownerWeights?.[owner] ?? 1;
 }
 
 /** The task queue a model's runs are dispatched on; runners for the model poll it. */

@@ -110,11 +110,22 @@ export class DevServerStartError extends Error {
  * - `matching.forwarderMaxRatePerSecond` (default 10): task queue partitions forward polls and tasks to their parent
  *   at this rate, which put a ~100 ms tail on the first tasks of a queue.
  *
- * Both are per shard / per partition limits; docs/clusters.md says how they apply to a self-hosted cluster.
+ * - `history.visibilityProcessorMaxPollRPS` (default 20 per shard): the same limit for visibility records, which queue
+ *   positions and `fal_max_queue_length` are counted from (docs/queue.md); the default let them lag behind.
+ * - `matching.enableFairness`: owners share a model's task queue by weight (`fairnessKey` / `fairnessWeight` on each
+ *   run) instead of one burst starving the others.
+ * - `matching.numTaskqueueRead/WritePartitions` = 1: one partition keeps each owner's line in submit order (order is
+ *   kept per partition); one dev server does not need the spread.
+ *
+ * The rate limits are per shard / per partition; docs/clusters.md says how they apply to a self-hosted cluster.
  */
-export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number>> = {
+export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
   'history.transferProcessorMaxPollRPS': 1000,
+  'history.visibilityProcessorMaxPollRPS': 1000,
   'matching.forwarderMaxRatePerSecond': 1000,
+  'matching.enableFairness': true,
+  'matching.numTaskqueueReadPartitions': 1,
+  'matching.numTaskqueueWritePartitions': 1,
 };
 
 /** See {@link DevServerOptions.sqlitePragmas}. */

@@ -1,6 +1,6 @@
 import { useStack } from '../helpers/fixtures';
 import { respondJson } from '../helpers/http-peers';
-import { closed, scheduledActivities } from '../helpers/history';
+import { closed, startedAttempts } from '../helpers/history';
 import { eventually, submitJson, waitCompleted } from '../helpers/stack';
 
 const APP = 'acme/slow';
@@ -84,9 +84,9 @@ describe('a request through the queue: status, result, cancel', () => {
     const hook = await fx.receiver.nth(hooksBefore + 1);
     expect(hook.json).toMatchObject({ request_id: queued.request_id, status: 'ERROR' });
 
-    // Its workflow has closed, so its history is final: no run was ever scheduled, and none can be any more.
+    // Its workflow has closed, so its history is final: its run waited in the task queue and no runner ever took it.
     await closed(fx.temporal, queued.request_id);
-    expect(await scheduledActivities(fx.temporal, queued.request_id)).not.toContain('runInference');
+    expect(await startedAttempts(fx.temporal, queued.request_id, 'runInference')).toEqual([]);
     fx.backend.release();
     await waitCompleted(fx.stack, APP, blocker.request_id);
     // The backend (one run at a time) got the blocker, and then nothing: the cancelled request never reached it.

@@ -33,8 +33,14 @@ describe('queue limits per request', () => {
   const fx = useStack({
     models: ({ backend }) => ({
       models: [
-        { id: GATED, backend: { kind: 'http', url: backend.url }, concurrency: 1 },
-        { id: FLAKY, backend: { kind: 'http', url: flaky.url }, concurrency: 1, maxAttempts: 3 },
+        { id: GATED, backend: { kind: 'http', url: backend.url }, queue: 'admission-workflow', concurrency: 1 },
+        {
+          id: FLAKY,
+          backend: { kind: 'http', url: flaky.url },
+          queue: 'admission-workflow',
+          concurrency: 1,
+          maxAttempts: 3,
+        },
       ],
     }),
     receiver: respondJson(204, null),

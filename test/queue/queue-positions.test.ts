@@ -21,9 +21,15 @@ describe('queue positions per model', () => {
       env: { STATUS_CACHE_REFRESH_MS: '0' },
       models: {
         models: [
-          { id: ONE, backend: { kind: 'http', url: one.url }, concurrency: 1 },
+          { id: ONE, backend: { kind: 'http', url: one.url }, queue: 'admission-workflow', concurrency: 1 },
           // Each runner process could take 5 at once; the model's limit of 2 holds across both processes below.
-          { id: TWO, backend: { kind: 'http', url: two.url }, concurrency: 2, runnerConcurrency: 5 },
+          {
+            id: TWO,
+            backend: { kind: 'http', url: two.url },
+            queue: 'admission-workflow',
+            concurrency: 2,
+            runnerConcurrency: 5,
+          },
         ],
       },
     });

@@ -25,7 +25,9 @@ describe('admission queue recovery', () => {
     stack = await startStack({
       // Positions are checked right after each change: read from the queue itself, not the API's status cache.
       env: { STATUS_CACHE_REFRESH_MS: '0' },
-      models: { models: [{ id: APP, backend: { kind: 'http', url: backend.url }, concurrency: 1 }] },
+      models: {
+        models: [{ id: APP, backend: { kind: 'http', url: backend.url }, queue: 'admission-workflow', concurrency: 1 }],
+      },
     });
     connection = await Connection.connect({ address: stack.config.temporal.address! });
     client = new Client({ connection });

@@ -48,7 +48,7 @@ const GATED = 'acme/gated';
         models: [
           { id: ECHO, backend: { kind: 'http', url: backend.url } },
           { id: BROKEN, backend: { kind: 'http', url: broken.url } },
-          { id: GATED, backend: { kind: 'http', url: gated.url }, concurrency: 1 },
+          { id: GATED, backend: { kind: 'http', url: gated.url }, queue: 'admission-workflow', concurrency: 1 },
         ],
       },
       env: { WEBHOOK_SCHEDULE: '0s,300ms,300ms', TEMPORAL_SEARCH_ATTRIBUTES: 'true' },

@@ -2,6 +2,7 @@
  * The inference request workflow's contract: its input, the query the API asks and the signal the admission queue
  * sends. Imported by the API, the activities and the workflows; no Node imports.
  */
+import type { Priority } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { QueueStatus, RequestOutcome } from '../shared/request';
 
@@ -28,6 +29,13 @@ export interface InferenceRequestInput {
    * or waits for the queue's {@link admittedSignal}. Absent = no limit; the run is scheduled at once.
    */
   admission?: { queueWorkflowId: string; admitted: boolean };
+  /**
+   * The request waits in its model's task queue (models without an admission workflow): its run is scheduled at once
+   * with this priority (`x-fal-queue-priority`, the owner as fairness key and the owner's weight), and the runner
+   * reports the start with {@link runStartedSignal}. Absent (requests of the admission workflow, or submitted by an
+   * older API) = scheduled without priority, and FalState is DISPATCHED as soon as the run is scheduled.
+   */
+  queueing?: { priority: Priority };
   /** `x-fal-request-timeout`: seconds after submit the request may still start; once started it is not cut. */
   startTimeoutSeconds?: number;
 }
@@ -42,6 +50,13 @@ export interface RequestProgress {
 export const INFERENCE_REQUEST_WORKFLOW_TYPE = 'inferenceRequest';
 
 export const progressQuery = defineQuery<RequestProgress>('progress');
+
+/**
+ * Sent by the runner when it starts the run of a request that waited in the task queue ({@link
+ * InferenceRequestInput.queueing}): FalState moves from IN_QUEUE to DISPATCHED, so the requests counted as waiting
+ * (positions, `fal_max_queue_length`) are those no runner has taken yet. Repeated sends are harmless.
+ */
+export const runStartedSignal = defineSignal('runStarted');
 
 /** Sent by the admission queue to a request workflow: it holds a slot now and may start. Repeated sends are harmless. */
 export const admittedSignal = defineSignal('admitted');

@@ -14,7 +14,13 @@ import { NON_RETRYABLE_ERROR_TYPES } from '../shared/errors';
 import { QueueStatus, type RequestOutcome } from '../shared/request';
 import { FalStateValue, upsertRequestState } from '../shared/search-attributes';
 import { deliverFromRequest } from '../webhook-delivery/delivery';
-import { admittedSignal, progressQuery, type InferenceRequestInput, type RequestProgress } from './messages';
+import {
+  admittedSignal,
+  progressQuery,
+  runStartedSignal,
+  type InferenceRequestInput,
+  type RequestProgress,
+} from './messages';
 import { cancelledOutcome, failedOutcome, startTimeoutOutcome } from './outcomes';
 
 /**
@@ -39,18 +45,22 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     cancellationType: ActivityCancellationType.TRY_CANCEL,
     // Without an admission queue, "started" means a runner picked the run up.
     ...(!req.admission && req.startTimeoutSeconds !== undefined && { scheduleToStartTimeout: startDeadlineMs(req) }),
+    // The model's task queue orders waiting runs by this: `low` behind `normal`, owners shared by weight.
+    ...(req.queueing && { priority: req.queueing.priority }),
   });
   // Set when the runner gave the slot back itself (see RunInferenceInput.admissionQueueWorkflowId).
   let slotReleased = false;
   const infer = async (): Promise<RequestOutcome> => {
     // A request admitted at submit was started as DISPATCHED already (upsertRequestState skips an unchanged value).
-    upsertRequestState(FalStateValue.Dispatched);
+    // One waiting in the task queue stays IN_QUEUE until its runner reports the start.
+    if (!req.queueing) upsertRequestState(FalStateValue.Dispatched);
     const result = await runInference({
       requestId: req.requestId,
       modelId: req.modelId,
       input: req.input,
       fileExpiresInSeconds: req.fileExpiresInSeconds,
       admissionQueueWorkflowId: req.admission?.queueWorkflowId,
+      ...(req.queueing && { reportStart: true }),
     });
     slotReleased = result.slotReleased === true;
     return {
@@ -60,6 +70,12 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
       metrics: { inference_time: result.inferenceTime },
     };
   };
+
+  setHandler(runStartedSignal, () => {
+    if (progress.status !== QueueStatus.InQueue) return;
+    progress.status = QueueStatus.InProgress;
+    upsertRequestState(FalStateValue.Dispatched);
+  });
 
   let admitted = req.admission?.admitted ?? true;
   setHandler(admittedSignal, () => void (admitted = true));

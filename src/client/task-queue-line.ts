@@ -1,0 +1,87 @@
+import type { Client } from '@temporalio/client';
+import type { Priority } from '@temporalio/common';
+import { QueuePriority } from '../workflows/admission-queue/messages';
+import { INFERENCE_REQUEST_WORKFLOW_TYPE } from '../workflows/inference-request/messages';
+import { FalModelId, FalOwner, FalState, FalStateValue } from '../workflows/shared/search-attributes';
+
+/**
+ * Temporal's priority keys (1 = first, 5 = last, 3 when unset) for `x-fal-queue-priority`: a task of a lower key is
+ * always dispatched before one of a higher key, whatever their fairness keys.
+ */
+export const PRIORITY_KEYS: Readonly<Record<QueuePriority, number>> = {
+  [QueuePriority.Normal]: 3,
+  [QueuePriority.Low]: 5,
+};
+
+/** The priority a request's run waits with in its model's task queue: its priority, and its owner's share. */
+export function runPriority(priority: QueuePriority, owner: string, weight: number): Priority {
+  return { priorityKey: PRIORITY_KEYS[priority], fairnessKey: owner, fairnessWeight: weight };
+}
+
+/**
+ * How long a model's count of waiting requests is reused for submits that set no `fal_max_queue_length` of their own,
+ * unless it is within {@link NEAR_LIMIT} of the model's `maxQueueLength`.
+ */
+const WAITING_COUNT_MAX_AGE_MS = 1_000;
+const NEAR_LIMIT = 0.9;
+
+/**
+ * The lines of requests waiting in their models' task queues, counted from Temporal's visibility store: a request
+ * waits while its workflow runs with FalState `IN_QUEUE` (its runner reports the start, which moves it to
+ * `DISPATCHED`). The counts are as fresh as visibility: on the dev server a few milliseconds behind, on a cluster
+ * with SQL or Elasticsearch visibility up to about a second (docs/queue.md).
+ */
+export class TaskQueueLines {
+  private readonly waitingCounts = new Map<string, { at: number; count: Promise<number> }>();
+
+  constructor(
+    private readonly client: Client,
+    /** The control task queue: requests of other deployments sharing the namespace are not counted. */
+    private readonly taskQueue: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * Requests of the model no runner has taken yet. `limit` is the longest line the caller accepts: a count reused
+   * from the last second serves unless it comes near that limit, and `fresh` always asks visibility.
+   */
+  async waiting(modelId: string, { limit, fresh }: { limit: number; fresh: boolean }): Promise<number> {
+    const cached = this.waitingCounts.get(modelId);
+    if (!fresh && cached && this.now() - cached.at < WAITING_COUNT_MAX_AGE_MS) {
+      const count = await cached.count.catch(() => undefined);
+      if (count !== undefined && count < limit * NEAR_LIMIT) return count;
+    }
+    const count = this.count(this.waitingQuery(modelId));
+    this.waitingCounts.set(modelId, { at: this.now(), count });
+    return count;
+  }
+
+  /**
+   * Requests ahead of this one in its owner's line: of the same model and owner, submitted before it, not taken by a
+   * runner yet. Within one owner and one priority the task queue starts runs in submit order, so this is the
+   * request's position up to the lag of visibility (docs/queue.md says what else it does not see).
+   */
+  async ahead(modelId: string, owner: string, submittedAt: Date): Promise<number> {
+    const query = `${this.waitingQuery(modelId)} AND ${FalOwner.name} = ${quote(owner)} AND StartTime < ${quote(submittedAt.toISOString())}`;
+    return this.count(query);
+  }
+
+  private waitingQuery(modelId: string): string {
+    return [
+      `WorkflowType = ${quote(INFERENCE_REQUEST_WORKFLOW_TYPE)}`,
+      `TaskQueue = ${quote(this.taskQueue)}`,
+      `ExecutionStatus = 'Running'`,
+      `${FalModelId.name} = ${quote(modelId)}`,
+      `${FalState.name} = ${quote(FalStateValue.InQueue)}`,
+    ].join(' AND ');
+  }
+
+  private async count(query: string): Promise<number> {
+    return (await this.client.workflow.count(query)).count;
+  }
+}
+
+/** A string literal of Temporal's list-filter language (its parser takes backslash escapes). */
+function quote(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
