@@ -39,7 +39,7 @@ import {
 } from './processes';
 import { Progress } from './progress';
 import { WebhookReceiver } from './receiver';
-import { mib, round, summarize, table } from './stats';
+import { mib, round, summarize, table, type Summary } from './stats';
 
 /** The options of the scale run, for `npm run bench -- --help`. */
 export const BACKLOG_USAGE = `Scale run (issue 15): npm run bench -- --backlog N [options]
@@ -61,9 +61,15 @@ export const BACKLOG_USAGE = `Scale run (issue 15): npm run bench -- --backlog N
 const MODEL_ID = 'bench/backlog';
 const API_KEY = 'bench:bench-secret';
 const AUTH = { authorization: `Key ${API_KEY}` };
-/** Tracked requests are polled fast once this close to the front, so the last positions before the start are seen. */
-const NEAR_FRONT = 200;
+/**
+ * Tracked requests are polled fast once this many model slots close to the front, so the last positions before the
+ * start are seen. Kept small: a status poll of a queued request may cost the stack a query, and 20 requests polled
+ * every 100 ms slowed a 500-request drain measurably.
+ */
+const NEAR_FRONT_SLOTS = 2;
 const FAST_POLL_MS = 100;
+/** The first part of each phase (JIT, caches, heap sizing) is left out of the "after warm-up" RSS slope. */
+const WARMUP_SHARE = 0.2;
 /** After the last expected delivery, how long late duplicates may still arrive before they are counted. */
 const DUPLICATE_SETTLE_MS = 5_000;
 /** The issue's bound: no workflow history longer than this (events) or larger than this (bytes). */
@@ -185,6 +191,8 @@ class BacklogRefusedError extends Error {
 interface PositionSample {
   /** Epoch ms when the answer arrived. */
   t: number;
+  /** How long the status request took. */
+  ms: number;
   status: string;
   position?: number;
 }
@@ -218,6 +226,8 @@ class RunState {
   refused = 0;
   errors = 0;
   readonly errorMessages: string[] = [];
+  /** Latency of each accepted submit, ms. */
+  readonly submitMs: number[] = [];
   /** Request id -> rank (acknowledgement order). */
   readonly rankOf = new Map<string, number>();
   readonly tracked: Tracked[] = [];
@@ -249,12 +259,14 @@ async function pollTracked(apiUrl: string, state: RunState, tracked: Tracked, op
   const url = `${apiUrl}/${MODEL_ID}/requests/${tracked.id}/status`;
   while (!state.stopPolling && !tracked.done) {
     let last: PositionSample | undefined;
+    const sent = Date.now();
     try {
       const res = await fetch(url, { headers: AUTH });
       const body = (await res.json()) as { status?: unknown; queue_position?: unknown };
       if (!res.ok || typeof body.status !== 'string') throw new Error(`status answered ${res.status}`);
       last = {
         t: Date.now(),
+        ms: Date.now() - sent,
         status: body.status,
         position: typeof body.queue_position === 'number' ? body.queue_position : undefined,
       };
@@ -264,7 +276,9 @@ async function pollTracked(apiUrl: string, state: RunState, tracked: Tracked, op
       tracked.pollErrors++;
     }
     const near =
-      state.runnersStartedAt !== undefined && last?.status === 'IN_QUEUE' && (last.position ?? 0) <= NEAR_FRONT;
+      state.runnersStartedAt !== undefined &&
+      last?.status === 'IN_QUEUE' &&
+      (last.position ?? 0) <= NEAR_FRONT_SLOTS * options.runners * options.runnerConcurrency;
     if (!tracked.done) await sleep(near ? FAST_POLL_MS : options.pollIntervalMs);
   }
 }
@@ -294,6 +308,7 @@ async function buildBacklog(
   const client = async () => {
     while (issued < options.backlog) {
       issued++;
+      const sent = performance.now();
       try {
         const res = await fetch(url, {
           method: 'POST',
@@ -307,6 +322,7 @@ async function buildBacklog(
           state.error(`submit answered ${res.status}: ${JSON.stringify(body).slice(0, 200)}`);
         } else {
           const rank = state.accepted++;
+          state.submitMs.push(performance.now() - sent);
           state.rankOf.set(body.request_id, rank);
           if (ranks.has(rank)) {
             const tracked: Tracked = {
@@ -436,8 +452,11 @@ function resourceFigures(samples: ResourceSample[]) {
         const last = own.at(-1)!;
         const requests = x(last) - x(first);
         const cpu = (s: ResourceSample) => s.cpuMs[name] ?? 0;
-        const mibSlope = slope(
-          own.map((s) => ({ x: x(s), y: s.rss[name]! })),
+        const points = own.map((s) => ({ x: x(s), y: s.rss[name]! }));
+        const mibSlope = slope(points, 10_000);
+        const warm = x(first) + WARMUP_SHARE * requests;
+        const warmSlope = slope(
+          points.filter((p) => p.x >= warm),
           10_000,
         );
         return [
@@ -449,6 +468,7 @@ function resourceFigures(samples: ResourceSample[]) {
               peakMiB: mib(Math.max(...own.map((s) => s.rss[name]!))),
               endMiB: mib(last.rss[name]),
               slopeMiBPer10k: mibSlope === undefined ? undefined : round(mibSlope / 1024 / 1024, 2),
+              slopeAfterWarmupMiBPer10k: warmSlope === undefined ? undefined : round(warmSlope / 1024 / 1024, 2),
               cpuSeconds: round((cpu(last) - cpu(first)) / 1000, 1),
               cpuMsPerRequest: requests > 0 ? round((cpu(last) - cpu(first)) / requests, 2) : undefined,
             },
@@ -525,6 +545,7 @@ function positionFigures(state: RunState, options: BacklogOptions) {
         id: tr.id,
         polls: tr.samples.length,
         pollErrors: tr.pollErrors,
+        pollMs: summarize(tr.samples.map((s) => s.ms)),
         submitPosition: tr.submitPosition,
         firstPolledPosition: queued[0]?.position,
         onlyMovedDown: rises === 0,
@@ -588,8 +609,11 @@ async function historyFigures(client: Client) {
     add(w);
     if (++scanned >= LARGE_HISTORY_SCAN.max) break;
   }
+  let runningOver = 0;
   for await (const w of client.workflow.list({ query: 'ExecutionStatus="Running"' })) {
-    add(await client.workflow.getHandle(w.workflowId, w.runId).describe());
+    const d = await client.workflow.getHandle(w.workflowId, w.runId).describe();
+    add(d);
+    if (d.historyLength > HISTORY_LENGTH_LIMIT || (d.historySize ?? 0) > HISTORY_BYTES_LIMIT) runningOver++;
   }
   const largest = [...rows.values()].sort((a, b) => (b.bytes ?? 0) - (a.bytes ?? 0) || b.events - a.events).slice(0, 5);
   const withPayloads = await Promise.all(
@@ -601,7 +625,10 @@ async function historyFigures(client: Client) {
   );
   return {
     bounds: { historyLength: HISTORY_LENGTH_LIMIT, historySizeBytes: HISTORY_BYTES_LIMIT },
+    /** Runs over the bounds in visibility (closed runs, and running ones as far as visibility has their size). */
     workflowsOverBounds: overCount,
+    /** Running workflows over the bounds as `describe` gives their current history. */
+    runningOverBounds: runningOver,
     scan: `visibility: HistoryLength > ${LARGE_HISTORY_SCAN.length} OR HistorySizeBytes > ${LARGE_HISTORY_SCAN.bytes} (first ${LARGE_HISTORY_SCAN.max}), plus every running workflow described`,
     largest: withPayloads,
   };
@@ -760,14 +787,13 @@ export async function runBacklog(argv: string[]): Promise<void> {
     const apiUrl = apiUrlOf(apiLine);
 
     const state = new RunState(receiver);
-    const sampler = startResourceSampler(
-      () => ({
-        ...Object.fromEntries(Object.entries(services).map(([name, p]) => [name, p.pid])),
-        temporal: temporal.pid,
-      }),
-      state,
-      options.sampleIntervalMs,
-    );
+    // Runners join once ready: a process still loading its modules would start their series near 0 MiB.
+    const sampled: Record<string, number> = {
+      api: services.api.pid,
+      controlWorker: services.controlWorker.pid,
+      temporal: temporal.pid,
+    };
+    const sampler = startResourceSampler(() => sampled, state, options.sampleIntervalMs);
     cleanups.push(async () => sampler.stop());
     sampler.take();
 
@@ -781,14 +807,11 @@ export async function runBacklog(argv: string[]): Promise<void> {
     for (let i = 1; i <= options.runners; i++) {
       services[`runner${i}`] = spawnWorker({ ...env, WORKER_CONTROL: 'false', WORKER_MODELS: MODEL_ID });
     }
-    const runnerReady = Promise.all(
-      Object.entries(services)
-        .filter(([name]) => name.startsWith('runner'))
-        .map(([, p]) => p.ready),
-    );
+    const runners = Object.entries(services).filter(([name]) => name.startsWith('runner'));
     state.runnersStartedAt = Date.now();
+    await Promise.all(runners.map(([, p]) => p.ready));
+    for (const [name, p] of runners) sampled[name] = p.pid;
     sampler.take();
-    await runnerReady;
     const drained = await drain(state, options, log);
     await sleep(DUPLICATE_SETTLE_MS);
     sampler.take();
@@ -834,6 +857,7 @@ export async function runBacklog(argv: string[]): Promise<void> {
         errors: state.errors,
         errorExamples: state.errorMessages,
         acceptRps: round(state.accepted / Math.max(build.seconds, 0.001)),
+        submitMs: summarize(state.submitMs),
       },
       drain: drained,
       deliveries,
@@ -885,7 +909,15 @@ type Results = {
   command: string;
   machine: { cpus: number; loadAverageAtStart: number[] };
   options: BacklogOptions;
-  build: { requested: number; accepted: number; refused: number; errors: number; seconds: number; acceptRps: number };
+  build: {
+    requested: number;
+    accepted: number;
+    refused: number;
+    errors: number;
+    seconds: number;
+    acceptRps: number;
+    submitMs?: Summary;
+  };
   drain: { seconds: number; stalled: boolean; throughputRps: number };
   deliveries: Awaited<ReturnType<typeof deliveryFigures>>;
   histories: Awaited<ReturnType<typeof historyFigures>>;
@@ -911,7 +943,8 @@ function report(r: Results): string {
           r.build.accepted,
           r.build.seconds,
           r.build.acceptRps,
-          `${r.build.requested} submitted, ${r.build.refused} refused (429), ${r.build.errors} errors, c=${r.options.concurrency}`,
+          `${r.build.requested} submitted, ${r.build.refused} refused (429), ${r.build.errors} errors, ` +
+            `c=${r.options.concurrency}, submit p50/p99 ${r.build.submitMs?.p50}/${r.build.submitMs?.p99} ms`,
         ],
         [
           'drain',
@@ -951,7 +984,8 @@ function report(r: Results): string {
       ],
     ),
     '',
-    `Histories: ${r.histories.workflowsOverBounds} workflow run(s) over ${HISTORY_LENGTH_LIMIT} events or ${HISTORY_BYTES_LIMIT} bytes; largest:`,
+    `Histories over ${HISTORY_LENGTH_LIMIT} events or ${HISTORY_BYTES_LIMIT} bytes: ${r.histories.workflowsOverBounds} ` +
+      `run(s) in visibility, ${r.histories.runningOverBounds} running workflow(s) described now; largest:`,
     '',
     table(
       ['workflow', 'type', 'status', 'events', 'bytes', 'largest event payload bytes'],
@@ -981,6 +1015,7 @@ function report(r: Results): string {
         'max under',
         'outside tol.',
         'polls',
+        'poll ms p50/max',
       ],
       r.positions.tracked.map((p) => [
         p.rank,
@@ -995,13 +1030,15 @@ function report(r: Results): string {
         p.maxUnderReference,
         `${p.samplesOutsideTolerance}/${p.queuedSamples}`,
         p.polls,
+        p.pollMs ? `${p.pollMs.p50}/${p.pollMs.max}` : undefined,
       ]),
     ),
     '',
-    'Memory and CPU per process (RSS MiB; slope = least squares, MiB per 10,000 requests accepted / delivered)',
+    'Memory and CPU per process (RSS MiB; slope = least squares, MiB per 10,000 requests accepted / delivered;',
+    `after warm-up = the same without the first ${WARMUP_SHARE * 100} % of the phase's requests)`,
     '',
     table(
-      ['process / phase', 'start', 'peak', 'end', 'slope /10k', 'CPU s', 'CPU ms/req'],
+      ['process / phase', 'start', 'peak', 'end', 'slope /10k', 'after warm-up', 'CPU s', 'CPU ms/req'],
       (['build', 'drain'] as const).flatMap((phase) =>
         Object.entries(r.resources[phase]).map(([name, f]) => [
           `${name} ${phase}`,
@@ -1009,6 +1046,7 @@ function report(r: Results): string {
           f.peakMiB,
           f.endMiB,
           f.slopeMiBPer10k,
+          f.slopeAfterWarmupMiBPer10k,
           f.cpuSeconds,
           f.cpuMsPerRequest,
         ]),
