@@ -174,10 +174,12 @@ function modelsFileFor(options: BacklogOptions): unknown {
   try {
     ModelRegistry.fromObject(file, 'the scale run models file');
   } catch (err) {
+    const message = (err as Error).message;
     throw new BacklogRefusedError(
-      `the model registry refuses maxQueueLength ${options.backlog}; a backlog of ${options.backlog} cannot wait on ` +
-        `one model on this tree (the cap on maxQueueLength in src/models/registry.ts is below it).\n` +
-        `${(err as Error).message}`,
+      message.includes('maxQueueLength')
+        ? `the model registry refuses maxQueueLength ${options.backlog}: a backlog of ${options.backlog} cannot wait ` +
+            `on one model on this tree (the cap on maxQueueLength in src/models/registry.ts is below it).\n${message}`
+        : `the model registry refuses the scale run's models file (bench/backlog.ts modelsFileFor).\n${message}`,
     );
   }
   return file;
@@ -535,8 +537,10 @@ function positionFigures(state: RunState, options: BacklogOptions, origin: numbe
       let maxOver = 0;
       let maxUnder = 0;
       let outside = 0;
+      let zerosFar = 0;
       for (const s of queued) {
         const ahead = tr.rank - finishedBy(s.t);
+        if (s.position === 0 && ahead > slots + options.concurrency) zerosFar++;
         maxOver = Math.max(maxOver, s.position! - ahead);
         maxUnder = Math.max(maxUnder, ahead - s.position!);
         if (s.position! > ahead + options.concurrency || s.position! < ahead - slots - options.concurrency) outside++;
@@ -562,6 +566,8 @@ function positionFigures(state: RunState, options: BacklogOptions, origin: numbe
         maxOverReference: maxOver,
         maxUnderReference: maxUnder,
         samplesOutsideTolerance: outside,
+        /** Answers of position 0 while more than the tolerance was still ahead (a position the queue did not know). */
+        zerosFarFromFront: zerosFar,
         queuedSamples: queued.length,
         /** Every poll: [seconds since the run started, status, queue_position, reference (rank - finished ahead)]. */
         series: tr.samples.map((s) => [
@@ -1040,7 +1046,7 @@ function report(r: Results): string {
       ]),
     ),
     '',
-    'Tracked queue positions (reference: rank - finished ahead; see the JSON for the tolerance)',
+    'Tracked queue positions (reference: rank - finished ahead; see the JSON for the tolerance and every poll)',
     '',
     table(
       [
@@ -1054,6 +1060,7 @@ function report(r: Results): string {
         'max over',
         'max under',
         'outside tol.',
+        'false 0s',
         'polls',
         'poll ms p50/max',
       ],
@@ -1068,6 +1075,7 @@ function report(r: Results): string {
         p.maxOverReference,
         p.maxUnderReference,
         `${p.samplesOutsideTolerance}/${p.queuedSamples}`,
+        p.zerosFarFromFront,
         p.polls,
         p.pollMs ? `${p.pollMs.p50}/${p.pollMs.max}` : undefined,
       ]),
