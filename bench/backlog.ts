@@ -52,7 +52,7 @@ export const BACKLOG_USAGE = `Scale run (issue 15): npm run bench -- --backlog N
   --delay-ms MS               how long each run of the no-op model takes (default 0)
   --track N                   requests whose status is polled throughout, spread over the backlog (default 20)
   --poll-interval-ms MS       pause between one tracked request's status polls (default 2000; 100 ms once its
-                              queue_position is within 200 of the front while runners run)
+                              queue_position is within 2 x the model's concurrency of the front while runners run)
   --sample-interval-ms MS     RSS / CPU sampling interval (default 5000)
   --stall-seconds S           the drain gives up after S seconds without a new delivery (default 300)
   --dynamic-config K=V        dev server dynamic config value (repeatable) on top of the tuned defaults
