@@ -32,6 +32,7 @@ import { loadConfig } from '../src/config';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { DEFAULT_SQLITE_PRAGMAS, DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
+import { BACKLOG_USAGE, runBacklog } from './backlog';
 import type { baselineRequest } from './baseline/workflows';
 import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
 import {
@@ -79,7 +80,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --keep                  keep the temporary directory (database file, workflow bundles, models file)
 
 Worker tuning comes from WORKER_MAX_CACHED_WORKFLOWS, WORKER_MAX_CONCURRENT_WORKFLOW_TASKS and
-WORKER_MAX_CONCURRENT_ACTIVITIES (src/config.ts defaults), for ours and the baseline alike.`;
+WORKER_MAX_CONCURRENT_ACTIVITIES (src/config.ts defaults), for ours and the baseline alike.
+
+${BACKLOG_USAGE}`;
 
 const MODEL_ID = 'bench/noop';
 /** A no-op model that takes its time: requests that stay in flight while the status pollers run. */
@@ -586,7 +589,10 @@ function journalModeOnDisk(dbFile: string): string {
 }
 
 async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  // The scale run (bench/backlog.ts) has its own stack and options.
+  if (argv.some((a) => a === '--backlog' || a.startsWith('--backlog='))) return runBacklog(argv);
+  const options = parseOptions(argv);
   const config = loadConfig(process.env);
   const tuning = {
     maxCachedWorkflows: config.worker.maxCachedWorkflows,
