@@ -256,7 +256,16 @@ export class RequestsClient {
     const model = this.options.registry.get(previous.modelId);
     if (previous.status === QueueStatus.InQueue && model && admissionLimit(model) !== undefined) {
       const place = await this.admission.place(model.id, requestId).catch(() => undefined);
-      if (place?.state === 'waiting') return { view: { ...previous, queuePosition: place.position }, closed: false };
+      if (place?.state === 'waiting') {
+        return {
+          view: { ...previous, queuePosition: Math.min(place.position, previous.queuePosition) },
+          closed: false,
+        };
+      }
+      // The queue knows nothing of it while it hands over to its next run (about a second under load): the last
+      // position stands, rather than a 0 that would then jump back up. A request that ends meanwhile is seen by the
+      // view cache's long poll; one admitted meanwhile answers `admitted` to the next read.
+      if (place?.state === 'unknown') return { view: previous, closed: false };
     }
     const next = await this.read(requestId, owner);
     if (next.view?.status === QueueStatus.InQueue && previous.status === QueueStatus.InQueue) {
