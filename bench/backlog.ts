@@ -516,10 +516,8 @@ function positionFigures(state: RunState, options: BacklogOptions, origin: numbe
         return lo;
       };
       const queued = tr.samples.filter((s) => s.status === 'IN_QUEUE' && s.position !== undefined);
-      const positions = [
-        ...(tr.submitPosition === undefined ? [] : [tr.submitPosition]),
-        ...queued.map((s) => s.position!),
-      ];
+      // Status reads only: a task-queue model's submit answers 0 (docs/queue.md), which is not a reading of the line.
+      const positions = queued.map((s) => s.position!);
       let rises = 0;
       let largestRise = 0;
       for (let i = 1; i < positions.length; i++) {

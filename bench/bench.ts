@@ -60,8 +60,10 @@ const USAGE = `Usage: npm run bench -- [options]
   --pollers N             concurrent status pollers (default 100)
   --poll-seconds S        how long the status pollers run (default 10)
   --poll-interval-ms MS   pause between one poller's requests (default 500, fal's client default; 0 = flat out)
-  --model-concurrency N   the no-op model's \`concurrency\` (default 64; \`unlimited\` = no admission queue,
-                          64 runs per runner); the baseline's model worker gets as many slots
+  --model-concurrency N   the no-op model's runner slots (default 64; \`unlimited\`: 64 runs per runner); its
+                          requests wait in its task queue; the baseline's model worker gets as many slots
+  --queue Q               the no-op model's \`queue\`: task-queue (default) or admission-workflow (the exact
+                          cluster-wide limit of one admission workflow per model)
   --sample N              requests per level whose Temporal history is read for the breakdown (default 100)
   --long N                memory run instead: N requests through our stack, worker RSS sampled
   --long-concurrency C    clients of the memory run (default 16)
@@ -109,6 +111,8 @@ interface Tuning {
   maxConcurrentWorkflowTasks: number;
   maxConcurrentActivities: number;
   modelConcurrency: number | 'unlimited';
+  /** Where the no-op model's requests wait (the models file's `queue`). */
+  queue: 'task-queue' | 'admission-workflow';
   runnerConcurrency: number;
 }
 
@@ -121,6 +125,8 @@ interface Options {
   pollSeconds: number;
   pollIntervalMs: number;
   modelConcurrency: number | 'unlimited';
+  /** Where the no-op model's requests wait (the models file's `queue`). */
+  queue: 'task-queue' | 'admission-workflow';
   sample: number;
   long?: number;
   longConcurrency: number;
@@ -149,6 +155,7 @@ function parseOptions(argv: string[]): Options {
       'poll-seconds': { type: 'string', default: '10' },
       'poll-interval-ms': { type: 'string', default: '500' },
       'model-concurrency': { type: 'string', default: '64' },
+      queue: { type: 'string', default: 'task-queue' },
       sample: { type: 'string', default: '100' },
       long: { type: 'string' },
       'long-concurrency': { type: 'string', default: '16' },
@@ -186,6 +193,10 @@ function parseOptions(argv: string[]): Options {
       values['model-concurrency'] === 'unlimited'
         ? 'unlimited'
         : int('model-concurrency', values['model-concurrency'])!,
+    queue:
+      values.queue === 'task-queue' || values.queue === 'admission-workflow'
+        ? values.queue
+        : fail(`--queue must be task-queue or admission-workflow, got ${values.queue}`),
     sample: int('sample', values.sample, 0)!,
     long: int('long', values.long),
     longConcurrency: int('long-concurrency', values['long-concurrency'])!,
@@ -599,6 +610,7 @@ async function main(): Promise<void> {
     maxConcurrentWorkflowTasks: config.worker.maxConcurrentWorkflowTasks,
     maxConcurrentActivities: config.worker.maxConcurrentActivities,
     modelConcurrency: options.modelConcurrency,
+    queue: options.queue,
     runnerConcurrency: options.modelConcurrency === 'unlimited' ? 64 : options.modelConcurrency,
   };
   const progress = new Progress();
@@ -849,6 +861,7 @@ async function startStacks(
   const model = {
     id: MODEL_ID,
     backend: { kind: 'builtin', name: 'noop' },
+    queue: tuning.queue,
     concurrency: tuning.modelConcurrency,
     runnerConcurrency: tuning.runnerConcurrency,
   };

@@ -21,7 +21,8 @@ export const JsonPayload = z.object({
 export type JsonPayload = z.infer<typeof JsonPayload>;
 
 /** Body of `/codec/encode` and `/codec/decode`, and of their answers: `temporal.api.common.v1.Payloads`. */
-export const CodecBody = z.object({ payloads: z.array(JsonPayload) });
+/** Protobuf JSON leaves an empty list out: the CLI and the UI send `{}` for an event with no payloads (a signal without arguments). */
+export const CodecBody = z.object({ payloads: z.array(JsonPayload).default([]) });
 export type CodecBody = z.infer<typeof CodecBody>;
 
 export interface CodecRoutesDeps {

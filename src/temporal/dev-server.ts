@@ -101,29 +101,34 @@ export class DevServerStartError extends Error {
 }
 
 /**
- * Dynamic config every dev server we launch starts with: `npm start`, the tests' global setup, the bench (for the
- * raw-Temporal baseline and for us alike) and the chaos run.
+ * Dynamic config of every Temporal server we launch: the dev server of `npm start`, the tests' global setup, the bench
+ * (for the raw-Temporal baseline and for us alike) and the chaos run, and the cluster's (scripts/cluster/dynamicconfig.yaml).
  *
  * - `history.transferProcessorMaxPollRPS` (default 20 per shard): the history service loads transfer tasks at this
  *   rate, and the dev server has one shard, so every workflow task waited 40-48 ms between scheduled and started; a
  *   one-activity workflow took about 100 ms end to end instead of about 15 ms.
  * - `matching.forwarderMaxRatePerSecond` (default 10): task queue partitions forward polls and tasks to their parent
  *   at this rate, which put a ~100 ms tail on the first tasks of a queue.
- *
  * - `history.visibilityProcessorMaxPollRPS` (default 20 per shard): the same limit for visibility records, which queue
  *   positions and `fal_max_queue_length` are counted from (docs/queue.md); the default let them lag behind.
  * - `matching.enableFairness`: owners share a model's task queue by weight (`fairnessKey` / `fairnessWeight` on each
  *   run) instead of one burst starving the others.
- * - `matching.numTaskqueueRead/WritePartitions` = 1: one partition keeps each owner's line in submit order (order is
- *   kept per partition); one dev server does not need the spread.
+ *
+ * The dev server alone also gets `matching.numTaskqueueRead/WritePartitions` = 1: one partition keeps each owner's line
+ * in order (order is kept per partition), and one process does not need the spread.
  *
  * The rate limits are per shard / per partition; docs/clusters.md says how they apply to a self-hosted cluster.
  */
-export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
+export const TUNED_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
   'history.transferProcessorMaxPollRPS': 1000,
   'history.visibilityProcessorMaxPollRPS': 1000,
   'matching.forwarderMaxRatePerSecond': 1000,
   'matching.enableFairness': true,
+};
+
+/** {@link TUNED_DYNAMIC_CONFIG}, and one partition per task queue, which a cluster (scripts/cluster) keeps at 4. */
+export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
+  ...TUNED_DYNAMIC_CONFIG,
   'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
 };

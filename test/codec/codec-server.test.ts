@@ -225,6 +225,10 @@ describe('payload encryption and the codec endpoint, with the Temporal Web UI po
       });
     expect((await post('{"payloads": [{"data": "not base64!"}]}')).status).toBe(400);
     expect((await post('{"payloads": ')).status).toBe(400);
+    // An empty list is left out in protobuf JSON (a signal without arguments): nothing to convert, not an error.
+    const empty = await post('{}');
+    expect(empty.status).toBe(200);
+    expect(await empty.json()).toEqual({ payloads: [] });
     const forged = {
       metadata: { encoding: ENCRYPTED, 'encryption-key-id': Buffer.from('k1').toString('base64') },
       data: randomBytes(64).toString('base64'),

@@ -98,6 +98,13 @@ describe('the task-queue line of a model', () => {
       120_000,
       250,
     );
+  /** Resolves with the request's id once its run is scheduled (its history says so). */
+  const scheduled = async (id: string) => {
+    await eventually(async () =>
+      (await scheduledActivities(fx.temporal, id)).includes('runInference') ? true : undefined,
+    );
+    return id;
+  };
   const started = () => fx.backend.requests.map((r) => (r.json as { n: string }).n);
 
   it('numbers an owner’s waiting requests 0..n-1 once visibility has caught up, and moves each down to 0 before it runs', async () => {
@@ -105,7 +112,9 @@ describe('the task-queue line of a model', () => {
     await statusIs(running, 'IN_PROGRESS');
     await waitingSettles(LINE, 0);
     const waiting: string[] = [];
-    for (let i = 0; i < 4; i++) waiting.push(await accepted(await submit(LINE, { n: `w${i}` })));
+    // The line is in the order the runs reached the task queue: each submit waits for the one before to get there
+    // (two submits a few milliseconds apart may reach it in either order; docs/queue.md).
+    for (let i = 0; i < 4; i++) waiting.push(await scheduled(await accepted(await submit(LINE, { n: `w${i}` }))));
     // Bob's requests are in a line of their own: they do not count in Alice's positions.
     const bobs = [await accepted(await submit(LINE, { n: 'bob-0' }, { owner: 'bob' }))];
 
@@ -147,10 +156,12 @@ describe('the task-queue line of a model', () => {
     const running = await accepted(await submit(LINE, { n: 'p-running' }));
     await fx.backend.nth(before + 1);
     const low = { headers: { 'x-fal-queue-priority': 'low' } };
-    await accepted(await submit(LINE, { n: 'low-1' }, low));
-    await accepted(await submit(LINE, { n: 'normal-1' }));
-    await accepted(await submit(LINE, { n: 'low-2' }, low));
-    await accepted(await submit(LINE, { n: 'normal-2' }, { headers: { 'x-fal-queue-priority': 'normal' } }));
+    await scheduled(await accepted(await submit(LINE, { n: 'low-1' }, low)));
+    await scheduled(await accepted(await submit(LINE, { n: 'normal-1' })));
+    await scheduled(await accepted(await submit(LINE, { n: 'low-2' }, low)));
+    await scheduled(
+      await accepted(await submit(LINE, { n: 'normal-2' }, { headers: { 'x-fal-queue-priority': 'normal' } })),
+    );
     // All four wait in the task queue before a slot frees (what "waiting" means for the order asked of them).
     await backlogReaches(LINE, 4);
     for (let i = 1; i <= 4; i++) {
@@ -232,11 +243,7 @@ describe('the task-queue line of a model', () => {
       bobs.push(await accepted(await submit(model, { model, tag: `B${n}` }, { owner: 'bob' })));
     // Each of Bob's runs is scheduled (its own history says so) and has reached the task queue (history hands it to
     // matching a moment later) before the runner is let go.
-    for (const id of bobs) {
-      await eventually(async () =>
-        (await scheduledActivities(fx.temporal, id)).includes('runInference') ? true : undefined,
-      );
-    }
+    for (const id of bobs) await scheduled(id);
     await backlogReaches(model, burst + bobs.length);
     fair.releaseFirst();
     await eventually(async () => (order().filter((t) => t.startsWith('B')).length === 10 ? true : undefined), 120_000);

@@ -13,8 +13,8 @@ export const FalModelId = defineSearchAttributeKey('FalModelId', 'KEYWORD');
 /** Owner of the API key that submitted the request. */
 export const FalOwner = defineSearchAttributeKey('FalOwner', 'KEYWORD');
 /**
- * `IN_QUEUE`, `DISPATCHED` or `COMPLETED` ({@link FalStateValue}). The workflow is not told when a
- * runner picks its run up, so fal's `IN_PROGRESS` only shows in the status API, never here.
+ * `IN_QUEUE`, `DISPATCHED` or `COMPLETED` ({@link FalStateValue}). Queue positions and `fal_max_queue_length` count
+ * the `IN_QUEUE` ones (docs/queue.md).
  */
 export const FalState = defineSearchAttributeKey('FalState', 'KEYWORD');
 /** Set when a request ends in error: its {@link RequestErrorType} (`error_type` of the API). */
@@ -22,9 +22,12 @@ export const FalErrorType = defineSearchAttributeKey('FalErrorType', 'KEYWORD');
 
 /** Values of {@link FalState}. */
 export const FalStateValue = {
-  /** Submitted; waiting for a slot of its model (models with a concurrency limit). */
+  /** Submitted; no runner has its run yet (in the task queue, or waiting for a slot of an admission workflow). */
   InQueue: 'IN_QUEUE',
-  /** Its run is on the model's task queue: waiting for a runner, or running. */
+  /**
+   * A runner has its run: it reported the start (`runStarted`). For a request of an admission workflow, or one an
+   * older API submitted: its run is on the model's task queue, waiting for a runner or running.
+   */
   Dispatched: 'DISPATCHED',
   Completed: 'COMPLETED',
 } as const;
