@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import {
   PROJECT_ROOT,
@@ -89,6 +90,13 @@ describe('the Python runner package: pip-installed, one model function served en
       receiver.requests.find((r) => (r.json as { request_id?: string }).request_id === request_id),
     );
     expect(delivered.json).toMatchObject({ status: 'OK', payload: { reversed: 'olleh' } });
+    // The package told the request's workflow that its run started (what queue positions count by).
+    const connection = await Connection.connect({ address: stack.config.temporal.address! });
+    const client = new Client({ connection, namespace: stack.config.temporal.namespace });
+    const history = await client.workflow.getHandle(request_id).fetchHistory();
+    await connection.close();
+    const signals = (history.events ?? []).flatMap((e) => e.workflowExecutionSignaledEventAttributes?.signalName ?? []);
+    expect(signals).toContain('runStarted');
   });
 
   it("answers fal's 422 with the function's InvalidInput detail, without a retry", async () => {

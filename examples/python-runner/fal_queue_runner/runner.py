@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Union
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 logger = logging.getLogger("fal_queue_runner")
@@ -78,6 +79,8 @@ class Model:
     def __init__(self, fn: ModelFunction) -> None:
         self.fn = fn
         self.name = getattr(fn, "__name__", "model")
+        # Start reports in flight (asyncio keeps only weak references to tasks).
+        self._pending: set[asyncio.Task[None]] = set()
 
         # Temporal's decorator marks a function object, so a bound method will not do.
         async def run_inference(request: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +90,11 @@ class Model:
 
     async def _run_inference(self, request: dict[str, Any]) -> dict[str, Any]:
         info = activity.info()
+        if request.get("reportStart"):
+            # The request waited in the model's task queue: its workflow counts it as waiting (queue positions)
+            # until told that a runner has it. Not awaited: the run does not wait for the bookkeeping.
+            self._pending.add(asyncio.create_task(_report_start(activity.client(), str(request.get("requestId")))))
+            self._pending = {t for t in self._pending if not t.done()}
         # A retried attempt continues the log of the attempts before it.
         previous = info.heartbeat_details[0] if info.heartbeat_details else {}
         log = RunLog(list(previous.get("logs", [])) if isinstance(previous, dict) else [])
@@ -123,6 +131,14 @@ def model(fn: ModelFunction) -> Model:
     `maxAttempts`.
     """
     return Model(fn)
+
+
+async def _report_start(client: Client, request_id: str) -> None:
+    """Signals `runStarted` to the request's workflow (its id is the request id)."""
+    try:
+        await client.get_workflow_handle(request_id).signal("runStarted")
+    except Exception:  # noqa: BLE001 - a lost report only leaves this run counted as waiting until it ends
+        logger.warning("could not report the start of request %s", request_id, exc_info=True)
 
 
 async def _heartbeat_every_second(log: RunLog) -> None:
