@@ -154,16 +154,20 @@ describe('the cluster topology: API, control worker and two model runners on a T
   });
 
   it('cancels a queued request: it never reaches a model runner', async () => {
-    const blocker = await submit(`/${GATED}`, { n: 'blocker' });
-    await eventually(async () =>
-      (await statusOf(GATED, blocker.request_id)).status === 'IN_PROGRESS' ? true : undefined,
-    );
+    // One slot per runner process (concurrency 1, the task-queue design): one blocker for each of the two.
+    const blockers = [await submit(`/${GATED}`, { n: 'blocker-1' }), await submit(`/${GATED}`, { n: 'blocker-2' })];
+    for (const blocker of blockers) {
+      await eventually(async () =>
+        (await statusOf(GATED, blocker.request_id)).status === 'IN_PROGRESS' ? true : undefined,
+      );
+    }
     const queued = await submit(`/${GATED}`, { n: 'cancel-me' });
     const cancel = await services.call(`/${GATED}/requests/${queued.request_id}/cancel`, { method: 'PUT' });
     expect(cancel.status).toBe(202);
     expect(await completed(GATED, queued.request_id)).toMatchObject({ error_type: 'cancelled' });
     gated.release();
-    await completed(GATED, blocker.request_id);
+    gated.release();
+    for (const blocker of blockers) await completed(GATED, blocker.request_id);
     expect(gated.requests.map((r) => r.json)).not.toContainEqual({ n: 'cancel-me' });
   });
 
