@@ -302,7 +302,7 @@ export class RequestsClient {
       return {
         ...base,
         status: QueueStatus.InQueue,
-        queuePosition: await this.positionOf(modelId, owner, description),
+        queuePosition: await this.positionOf(modelId, owner, requestId, description),
         logs,
       };
     }
@@ -322,17 +322,30 @@ export class RequestsClient {
     if (progress.status === QueueStatus.Completed && progress.outcome) {
       return { ...base, status: QueueStatus.Completed, outcome: progress.outcome };
     }
-    return { ...base, status: QueueStatus.InQueue, queuePosition: 0, logs: [] };
+    // Not scheduled yet (its workflow's first task has not run, which a burst of submits can delay by seconds): in
+    // the task-queue design it is in its owner's line all the same, behind those submitted before it.
+    return {
+      ...base,
+      status: QueueStatus.InQueue,
+      queuePosition: await this.positionOf(modelId, owner, requestId, description),
+      logs: [],
+    };
   }
 
   /**
    * The position of a run waiting in its model's task queue: the requests ahead of it in its owner's line (see
-   * {@link TaskQueueLines.ahead}). 0 when there is nothing to count by, or visibility does not answer.
+   * {@link TaskQueueLines.position}). 0 when there is nothing to count by, or visibility does not answer.
    */
-  private async positionOf(modelId: string, owner: string, description: WorkflowExecutionDescription): Promise<number> {
+  private async positionOf(
+    modelId: string,
+    owner: string,
+    requestId: string,
+    description: WorkflowExecutionDescription,
+  ): Promise<number> {
     const model = this.options.registry.get(modelId);
-    if (!this.lines || !model || admissionLimit(model) !== undefined) return 0;
-    return this.lines.ahead(modelId, owner, description.startTime).catch(() => 0);
+    const lines = this.lines;
+    if (!lines || !model || admissionLimit(model) !== undefined) return 0;
+    return lines.position(modelId, owner, requestId, description.startTime).catch(() => 0);
   }
 
   /** Asks the request to stop: a queued run never starts, a running one has its activity cancelled. */

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
 import type { Priority } from '@temporalio/common';
 import { QueuePriority } from '../workflows/admission-queue/messages';
@@ -24,6 +25,9 @@ export function runPriority(priority: QueuePriority, owner: string, weight: numb
  */
 const WAITING_COUNT_MAX_AGE_MS = 1_000;
 const NEAR_LIMIT = 0.9;
+/** How long a position read waits for visibility to record the request before counting the ones ahead of it. */
+const CATCH_UP_MS = 3_000;
+const CATCH_UP_POLL_MS = 100;
 
 /**
  * The lines of requests waiting in their models' task queues, counted from Temporal's visibility store: a request
@@ -64,6 +68,25 @@ export class TaskQueueLines {
   async ahead(modelId: string, owner: string, submittedAt: Date): Promise<number> {
     const query = `${this.waitingQuery(modelId)} AND ${FalOwner.name} = ${quote(owner)} AND StartTime < ${quote(submittedAt.toISOString())}`;
     return this.count(query);
+  }
+
+  /**
+   * The request's position: {@link ahead}, counted once visibility has recorded the request itself (waiting up to
+   * {@link CATCH_UP_MS} for it), so that a count that lags the burst it came in cannot place it too far forward.
+   */
+  async position(modelId: string, owner: string, requestId: string, submittedAt: Date): Promise<number> {
+    const deadline = this.now() + CATCH_UP_MS;
+    while (!(await this.knowsWaiting(modelId, requestId)) && this.now() < deadline) await sleep(CATCH_UP_POLL_MS);
+    return this.ahead(modelId, owner, submittedAt);
+  }
+
+  /**
+   * Whether visibility has recorded this request as waiting. Visibility writes its records in order, so until it
+   * has this one, those ahead of it may be missing too, and {@link ahead} would count too few: under a burst of
+   * submits on the dev server (one SQLite connection for everything) that lag reached seconds.
+   */
+  async knowsWaiting(modelId: string, requestId: string): Promise<boolean> {
+    return (await this.count(`${this.waitingQuery(modelId)} AND WorkflowId = ${quote(requestId)}`)) > 0;
   }
 
   private waitingQuery(modelId: string): string {
