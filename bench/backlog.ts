@@ -16,8 +16,8 @@
  * It talks to the queue only through HTTP, and to Temporal only to read (describe, list, count, history), so it
  * measures whichever queue implementation the tree has. Figures go to `bench-results/backlog-<time>.json`.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -39,6 +39,7 @@ import {
   type ServiceProcess,
 } from './processes';
 import { Progress } from './progress';
+import { startRunScope } from './run-scope';
 import { WebhookReceiver } from './receiver';
 import { mib, round, summarize, table, type Summary } from './stats';
 
@@ -773,20 +774,7 @@ export async function runBacklog(argv: string[]): Promise<void> {
   const log = (line: string) => progress.log(line);
   const startedAt = new Date();
   const loadStart = loadavg();
-  const dir = mkdtempSync(join(tmpdir(), 'fal-queue-backlog-'));
-  const cleanups: (() => Promise<unknown>)[] = [];
-  let cleaning: Promise<void> | undefined;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
-      if (!options.keep) rmSync(dir, { recursive: true, force: true });
-    })());
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      log(`${signal}: stopping the stack`);
-      void cleanup().then(() => process.exit(130));
-    });
-  }
+  const { dir, cleanups, cleanup } = startRunScope('fal-queue-backlog-', { keep: options.keep, log: log });
   const services: Record<string, ServiceProcess> = {};
   try {
     log(`temporary directory ${dir}`);

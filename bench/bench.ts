@@ -48,6 +48,7 @@ import {
   type ServiceProcess,
 } from './processes';
 import { Progress } from './progress';
+import { startRunScope } from './run-scope';
 import { nowMs, WebhookReceiver } from './receiver';
 import { mib, ratio, round, summarize, table, type Summary } from './stats';
 
@@ -616,21 +617,10 @@ async function main(): Promise<void> {
   const progress = new Progress();
   const startedAt = new Date();
   const loadStart = loadavg();
-  const dir = mkdtempSync(join(tmpdir(), 'fal-queue-bench-'));
-  const cleanups: (() => Promise<unknown>)[] = [];
-  let cleaning: Promise<void> | undefined;
-  // Once, whether the run ends, fails or is interrupted: last started, first stopped.
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
-      if (!options.keep) rmSync(dir, { recursive: true, force: true });
-    })());
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      progress.log(`${signal}: stopping the stack`);
-      void cleanup().then(() => process.exit(130));
-    });
-  }
+  const { dir, cleanups, cleanup } = startRunScope('fal-queue-bench-', {
+    keep: options.keep,
+    log: (line) => progress.log(line),
+  });
   let services: Record<string, ServiceProcess> = {};
 
   try {
