@@ -20,14 +20,25 @@ export function runPriority(priority: QueuePriority, owner: string, weight: numb
 }
 
 /**
- * How long a model's count of waiting requests is reused for submits that set no `fal_max_queue_length` of their own,
- * unless it is within {@link NEAR_LIMIT} of the model's `maxQueueLength`.
+ * How long a model's count of waiting requests is reused for submits that set no `fal_max_queue_length` of their own:
+ * a count is O(line) work for visibility (200 ms for 30,000 waiting on the dev server's SQLite), so it is asked for
+ * rarely while the line is far from the model's `maxQueueLength`, and every time once it is near.
  */
-const WAITING_COUNT_MAX_AGE_MS = 1_000;
+const WAITING_COUNT_MAX_AGE_MS = { farFromLimit: 5_000, belowLimit: 1_000 } as const;
+const FAR_FROM_LIMIT = 0.5;
 const NEAR_LIMIT = 0.9;
 /** How long a position read waits for visibility to record the request before counting the ones ahead of it. */
 const CATCH_UP_MS = 3_000;
 const CATCH_UP_POLL_MS = 100;
+/**
+ * A request's position is counted again once its last count is older than this per place (capped): one far back
+ * changes slowly and is counted rarely, one near the front is counted on every read. Without it, pollers of a long
+ * line cost visibility one O(line) count each per poll, which starved the dev server at 30,000 waiting.
+ */
+const POSITION_AGE_PER_PLACE_MS = 20;
+const MAX_POSITION_AGE_MS = 30_000;
+/** Positions remembered per API process; the oldest are forgotten first (and counted again when read). */
+const MAX_REMEMBERED_POSITIONS = 100_000;
 
 /**
  * The lines of requests waiting in their models' task queues, counted from Temporal's visibility store: a request
@@ -37,6 +48,7 @@ const CATCH_UP_POLL_MS = 100;
  */
 export class TaskQueueLines {
   private readonly waitingCounts = new Map<string, { at: number; count: Promise<number> }>();
+  private readonly positions = new Map<string, { at: number; position: number }>();
 
   constructor(
     private readonly client: Client,
@@ -51,9 +63,15 @@ export class TaskQueueLines {
    */
   async waiting(modelId: string, { limit, fresh }: { limit: number; fresh: boolean }): Promise<number> {
     const cached = this.waitingCounts.get(modelId);
-    if (!fresh && cached && this.now() - cached.at < WAITING_COUNT_MAX_AGE_MS) {
+    if (!fresh && cached) {
       const count = await cached.count.catch(() => undefined);
-      if (count !== undefined && count < limit * NEAR_LIMIT) return count;
+      const maxAge =
+        count === undefined || count >= limit * NEAR_LIMIT
+          ? 0
+          : count < limit * FAR_FROM_LIMIT
+            ? WAITING_COUNT_MAX_AGE_MS.farFromLimit
+            : WAITING_COUNT_MAX_AGE_MS.belowLimit;
+      if (count !== undefined && this.now() - cached.at < maxAge) return count;
     }
     const count = this.count(this.waitingQuery(modelId));
     this.waitingCounts.set(modelId, { at: this.now(), count });
@@ -75,9 +93,25 @@ export class TaskQueueLines {
    * {@link CATCH_UP_MS} for it), so that a count that lags the burst it came in cannot place it too far forward.
    */
   async position(modelId: string, owner: string, requestId: string, submittedAt: Date): Promise<number> {
-    const deadline = this.now() + CATCH_UP_MS;
-    while (!(await this.knowsWaiting(modelId, requestId)) && this.now() < deadline) await sleep(CATCH_UP_POLL_MS);
-    return this.ahead(modelId, owner, submittedAt);
+    const known = this.positions.get(requestId);
+    if (known && this.now() - known.at < Math.min(MAX_POSITION_AGE_MS, known.position * POSITION_AGE_PER_PLACE_MS)) {
+      return known.position;
+    }
+    if (!known) {
+      const deadline = this.now() + CATCH_UP_MS;
+      while (!(await this.knowsWaiting(modelId, requestId)) && this.now() < deadline) await sleep(CATCH_UP_POLL_MS);
+    }
+    const position = await this.ahead(modelId, owner, submittedAt);
+    this.remember(requestId, position);
+    return position;
+  }
+
+  private remember(requestId: string, position: number): void {
+    this.positions.delete(requestId);
+    this.positions.set(requestId, { at: this.now(), position });
+    if (this.positions.size <= MAX_REMEMBERED_POSITIONS) return;
+    // Maps iterate in insertion order: the first entries are the ones read least recently.
+    for (const id of [...this.positions.keys()].slice(0, MAX_REMEMBERED_POSITIONS / 10)) this.positions.delete(id);
   }
 
   /**
