@@ -47,7 +47,7 @@ const MAX_REMEMBERED_POSITIONS = 100_000;
  * with SQL or Elasticsearch visibility up to about a second (docs/queue.md).
  */
 export class TaskQueueLines {
-  private readonly waitingCounts = new Map<string, { at: number; count: Promise<number> }>();
+  private readonly waitingCounts = new Map<string, { at: number; count: Promise<number>; since: number }>();
   private readonly positions = new Map<string, { at: number; position: number }>();
 
   constructor(
@@ -65,16 +65,22 @@ export class TaskQueueLines {
     const cached = this.waitingCounts.get(modelId);
     if (!fresh && cached) {
       const count = await cached.count.catch(() => undefined);
+      // The submits this process let in on the reused count are in the line too.
+      const estimate = count === undefined ? undefined : count + cached.since;
       const maxAge =
-        count === undefined || count >= limit * NEAR_LIMIT
+        estimate === undefined || estimate >= limit * NEAR_LIMIT
           ? 0
-          : count < limit * FAR_FROM_LIMIT
+          : estimate < limit * FAR_FROM_LIMIT
             ? WAITING_COUNT_MAX_AGE_MS.farFromLimit
             : WAITING_COUNT_MAX_AGE_MS.belowLimit;
-      if (count !== undefined && this.now() - cached.at < maxAge) return count;
+      if (estimate !== undefined && this.now() - cached.at < maxAge) {
+        cached.since++;
+        return estimate;
+      }
     }
     const count = this.count(this.waitingQuery(modelId));
-    this.waitingCounts.set(modelId, { at: this.now(), count });
+    // The submit asking now is let in on it too, unless the count refuses it (then the estimate errs high).
+    this.waitingCounts.set(modelId, { at: this.now(), count, since: 1 });
     return count;
   }
 

@@ -50,18 +50,20 @@ describe('TaskQueueLines: how often visibility is asked', () => {
   });
 
   it("reuses a model's count 5 s far from the limit, 1 s below 90 % of it, and never near it", async () => {
+    // (Far and near are judged on the count plus the submits let in on it since.)
     let waiting = 10;
     const { lines, queries, advance } = setup(() => waiting);
     const read = () => lines.waiting('acme/m', { limit: 100, fresh: false });
     expect(await read()).toBe(10);
     advance(4_900);
-    expect(await read()).toBe(10);
+    // Reused, with the one submit this process let in since.
+    expect(await read()).toBe(11);
     expect(queries).toHaveLength(1);
     advance(200);
     waiting = 60;
     expect(await read()).toBe(60);
     advance(900);
-    expect(await read()).toBe(60);
+    expect(await read()).toBe(61);
     expect(queries).toHaveLength(2);
     advance(200);
     waiting = 95;
@@ -72,6 +74,17 @@ describe('TaskQueueLines: how often visibility is asked', () => {
     waiting = 3;
     expect(await lines.waiting('acme/m', { limit: 1000, fresh: true })).toBe(3);
     expect(queries).toHaveLength(5);
+  });
+
+  it('counts afresh once the submits let in on a reused count bring it near the limit', async () => {
+    const { lines, queries } = setup(() => 40);
+    const read = () => lines.waiting('acme/m', { limit: 100, fresh: false });
+    const answers: number[] = [];
+    for (let i = 0; i < 60; i++) answers.push(await read());
+    // 40, then 41..89 on the reused count (below 90), then a fresh count at 90: and so on.
+    expect(answers.slice(0, 3)).toEqual([40, 41, 42]);
+    expect(Math.max(...answers)).toBeLessThan(90);
+    expect(queries.length).toBeGreaterThan(1);
   });
 
   it('quotes owners and models in the query language', async () => {
