@@ -20,13 +20,14 @@ export function runPriority(priority: QueuePriority, owner: string, weight: numb
 }
 
 /**
- * How long a model's count of waiting requests is reused for submits that set no `fal_max_queue_length` of their own:
- * a count is O(line) work for visibility (200 ms for 30,000 waiting on the dev server's SQLite), so it is asked for
- * rarely while the line is far from the model's `maxQueueLength`, and every time once it is near.
+ * How long a model's count of waiting requests (plus the submits let in on it since) is reused for submits that set no
+ * `fal_max_queue_length` of their own. A count is O(line) work for visibility (200 ms for 30,000 waiting on the dev
+ * server's SQLite, where counting on every submit near the limit brought submits down from 90 to 11 per second), so
+ * it is asked for at most once a second, more rarely far from the limit; a line that seems full is counted again
+ * before a submit is refused, at most ten times a second.
  */
-const WAITING_COUNT_MAX_AGE_MS = { farFromLimit: 5_000, belowLimit: 1_000 } as const;
+const WAITING_COUNT_MAX_AGE = { farFromLimit: 5_000, belowLimit: 1_000, atLimit: 100 } as const;
 const FAR_FROM_LIMIT = 0.5;
-const NEAR_LIMIT = 0.9;
 /** How long a position read waits for visibility to record the request before counting the ones ahead of it. */
 const CATCH_UP_MS = 3_000;
 const CATCH_UP_POLL_MS = 100;
@@ -58,8 +59,8 @@ export class TaskQueueLines {
   ) {}
 
   /**
-   * Requests of the model no runner has taken yet. `limit` is the longest line the caller accepts: a count reused
-   * from the last second serves unless it comes near that limit, and `fresh` always asks visibility.
+   * Requests of the model no runner has taken yet. `limit` is the longest line the caller accepts: a recent count
+   * plus the submits let in on it serves (see {@link WAITING_COUNT_MAX_AGE}), and `fresh` always asks visibility.
    */
   async waiting(modelId: string, { limit, fresh }: { limit: number; fresh: boolean }): Promise<number> {
     const cached = this.waitingCounts.get(modelId);
@@ -67,14 +68,17 @@ export class TaskQueueLines {
       const count = await cached.count.catch(() => undefined);
       // The submits this process let in on the reused count are in the line too.
       const estimate = count === undefined ? undefined : count + cached.since;
-      const maxAge =
-        estimate === undefined || estimate >= limit * NEAR_LIMIT
-          ? 0
-          : estimate < limit * FAR_FROM_LIMIT
-            ? WAITING_COUNT_MAX_AGE_MS.farFromLimit
-            : WAITING_COUNT_MAX_AGE_MS.belowLimit;
-      if (estimate !== undefined && this.now() - cached.at < maxAge) {
-        cached.since++;
+      const age = this.now() - cached.at;
+      if (estimate !== undefined && estimate < limit) {
+        if (
+          age <
+          (estimate < limit * FAR_FROM_LIMIT ? WAITING_COUNT_MAX_AGE.farFromLimit : WAITING_COUNT_MAX_AGE.belowLimit)
+        ) {
+          cached.since++;
+          return estimate;
+        }
+      } else if (estimate !== undefined && age < WAITING_COUNT_MAX_AGE.atLimit) {
+        // Full by a count this recent: refused without another one (a line at its limit gets many submits).
         return estimate;
       }
     }
