@@ -36,7 +36,7 @@ const CATCH_UP_POLL_MS = 100;
  * changes slowly and is counted rarely, one near the front is counted on every read. Without it, pollers of a long
  * line cost visibility one O(line) count each per poll, which starved the dev server at 30,000 waiting.
  */
-const POSITION_AGE_PER_PLACE_MS = 20;
+const POSITION_AGE_PER_PLACE_MS = 5;
 const MAX_POSITION_AGE_MS = 30_000;
 /** Positions remembered per API process; the oldest are forgotten first (and counted again when read). */
 const MAX_REMEMBERED_POSITIONS = 100_000;

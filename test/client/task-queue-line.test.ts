@@ -29,18 +29,18 @@ describe('TaskQueueLines: how often visibility is asked', () => {
     expect(await lines.position('acme/m', 'alice', 'far', SUBMITTED)).toBe(1000);
     // The first read checks that visibility knows the request, then counts: two queries.
     expect(queries).toHaveLength(2);
-    advance(19_000);
+    advance(4_900);
     ahead = 990;
     expect(await lines.position('acme/m', 'alice', 'far', SUBMITTED)).toBe(1000);
     expect(queries).toHaveLength(2);
-    advance(2_000);
+    advance(200);
     expect(await lines.position('acme/m', 'alice', 'far', SUBMITTED)).toBe(990);
     expect(queries).toHaveLength(3);
 
     ahead = 1;
     advance(30_000);
     expect(await lines.position('acme/m', 'alice', 'far', SUBMITTED)).toBe(1);
-    advance(25);
+    advance(10);
     ahead = 0;
     expect(await lines.position('acme/m', 'alice', 'far', SUBMITTED)).toBe(0);
     // At the front the count is never reused.
