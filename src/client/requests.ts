@@ -1,45 +1,16 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-  type Client,
-  type WorkflowExecutionDescription,
-} from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
-import type { InferenceHeartbeat } from '../activities';
-import { fromRawPayload } from '../codec';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { admissionLimit, modelTaskQueue, ownerWeight, type ModelRegistry } from '../models/registry';
 import { QueuePriority } from '../workflows/admission-queue/messages';
-import {
-  INFERENCE_REQUEST_WORKFLOW_TYPE,
-  progressQuery,
-  type InferenceRequestInput,
-  type RequestProgress,
-} from '../workflows/inference-request/messages';
-import { cancelledOutcome } from '../workflows/inference-request/outcomes';
-import { RequestErrorType } from '../workflows/shared/errors';
-import { QueueStatus, type LogEntry, type RequestOutcome } from '../workflows/shared/request';
+import { INFERENCE_REQUEST_WORKFLOW_TYPE, type InferenceRequestInput } from '../workflows/inference-request/messages';
 import { AdmissionClient, QueueFullError } from './admission-client';
+import { RequestReader, type RequestMemo } from './request-reader';
 import type { RequestView } from './request-view';
 import { TaskQueueLines, runPriority } from './task-queue-line';
 import { ViewCache, type ViewCacheOptions } from './view-cache';
 import type { QueueMetrics } from '../observability/metrics';
 import { initialRequestSearchAttributes } from '../observability/search-attributes';
-
-const PendingState = temporal.api.enums.v1.PendingActivityState;
-
-/**
- * How long a status read waits for a query that a worker must answer (a request between two steps). With no worker
- * up, the read answers from what `describe` told rather than hang.
- */
-const QUERY_DEADLINE_MS = 2_000;
-
-/** What the workflow memo carries so the API can authorise a request without asking a worker. */
-interface RequestMemo {
-  owner: string;
-  modelId: string;
-}
 
 export interface SubmitRequest {
   owner: string;
@@ -87,8 +58,8 @@ export interface RequestsClientOptions {
 }
 
 /**
- * The queue's operations on top of a Temporal client: one workflow per request, workflow id = request id.
- * State comes from `describe` (memo, pending activity, heartbeat logs) so a status poll needs no worker.
+ * The queue's operations on top of a Temporal client: one workflow per request, workflow id = request id. Status
+ * reads are {@link RequestReader}'s.
  */
 export class RequestsClient {
   private readonly admission: AdmissionClient;
@@ -96,6 +67,7 @@ export class RequestsClient {
   private readonly lines?: TaskQueueLines;
   private readonly views?: ViewCache;
   private readonly lifetime = new AbortController();
+  private readonly reader: RequestReader;
 
   constructor(
     private readonly client: Client,
@@ -103,6 +75,7 @@ export class RequestsClient {
   ) {
     this.admission = new AdmissionClient(client, options.taskQueue);
     if (options.searchAttributes) this.lines = new TaskQueueLines(client, options.taskQueue);
+    this.reader = new RequestReader(client, options.registry, this.admission, this.lines);
     if (options.viewCache) {
       // Aborted on close, so no read of the cache is left in flight (or in a retry) when the connection closes. One
       // signal for all of them: as many listeners as calls in flight.
@@ -110,8 +83,9 @@ export class RequestsClient {
       const inLifetime = <T>(call: () => Promise<T>) => client.withAbortSignal(this.lifetime.signal, call);
       this.views = new ViewCache(
         {
-          read: (requestId, owner) => inLifetime(() => this.read(requestId, owner)),
-          reread: (requestId, owner, previous, logs) => inLifetime(() => this.reread(requestId, owner, previous, logs)),
+          read: (requestId, owner) => inLifetime(() => this.reader.read(requestId, owner)),
+          reread: (requestId, owner, previous, logs) =>
+            inLifetime(() => this.reader.reread(requestId, owner, previous, logs)),
           waitForClose: (requestId, signal) =>
             client.withAbortSignal(signal, () => client.workflow.getHandle(requestId).result()),
         },
@@ -213,7 +187,7 @@ export class RequestsClient {
     owner: string,
     { logs = false }: { logs?: boolean } = {},
   ): Promise<RequestView | undefined> {
-    return this.views ? this.views.get(requestId, owner, logs) : (await this.read(requestId, owner)).view;
+    return this.views ? this.views.get(requestId, owner, logs) : (await this.reader.read(requestId, owner)).view;
   }
 
   /** Stops the view cache's background reads and waits for those in flight (the API is shutting down). */
@@ -222,148 +196,10 @@ export class RequestsClient {
     await this.views?.close();
   }
 
-  /** {@link get} straight from Temporal, and whether the workflow has closed (the view can no longer change). */
-  private async read(requestId: string, owner: string): Promise<{ view: RequestView | undefined; closed: boolean }> {
-    const handle = this.client.workflow.getHandle(requestId);
-    let description;
-    try {
-      description = await handle.describe();
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return { view: undefined, closed: false };
-      throw err;
-    }
-    const memo = description.memo as Partial<RequestMemo> | undefined;
-    if (description.type !== INFERENCE_REQUEST_WORKFLOW_TYPE || memo?.owner !== owner || !memo.modelId) {
-      return { view: undefined, closed: false };
-    }
-    const closed = description.status.name !== 'RUNNING';
-    return { view: await this.viewOf(requestId, memo.modelId, owner, description), closed };
-  }
-
-  /**
-   * A poll's re-read of a request in flight, as cheap as what was known allows: a running request whose logs nobody
-   * shows cannot change unseen (its end comes through the view cache's long poll), and a request waiting for a slot
-   * of an admission workflow needs only its place, which one query answers for all the pollers of its model. A
-   * position never goes up from one read to the next (a count from visibility can, for a moment).
-   */
-  private async reread(
-    requestId: string,
-    owner: string,
-    previous: RequestView,
-    logs: boolean,
-  ): Promise<{ view: RequestView | undefined; closed: boolean }> {
-    if (previous.status === QueueStatus.InProgress && !logs) return { view: previous, closed: false };
-    const model = this.options.registry.get(previous.modelId);
-    if (previous.status === QueueStatus.InQueue && model && admissionLimit(model) !== undefined) {
-      const place = await this.admission.place(model.id, requestId).catch(() => undefined);
-      if (place?.state === 'waiting') {
-        return {
-          view: { ...previous, queuePosition: Math.min(place.position, previous.queuePosition) },
-          closed: false,
-        };
-      }
-      // The queue knows nothing of it while it hands over to its next run (about a second under load): the last
-      // position stands, rather than a 0 that would then jump back up. A request that ends meanwhile is seen by the
-      // view cache's long poll; one admitted meanwhile answers `admitted` to the next read.
-      if (place?.state === 'unknown') return { view: previous, closed: false };
-    }
-    const next = await this.read(requestId, owner);
-    if (next.view?.status === QueueStatus.InQueue && previous.status === QueueStatus.InQueue) {
-      next.view.queuePosition = Math.min(next.view.queuePosition, previous.queuePosition);
-    }
-    return next;
-  }
-
-  private async viewOf(
-    requestId: string,
-    modelId: string,
-    owner: string,
-    description: WorkflowExecutionDescription,
-  ): Promise<RequestView> {
-    const handle = this.client.workflow.getHandle(requestId, description.runId);
-    const base = { requestId, modelId };
-    switch (description.status.name) {
-      case 'RUNNING':
-        break;
-      case 'COMPLETED':
-        return { ...base, status: QueueStatus.Completed, outcome: (await handle.result()) as RequestOutcome };
-      case 'CANCELLED':
-        return { ...base, status: QueueStatus.Completed, outcome: cancelledOutcome() };
-      default:
-        return { ...base, status: QueueStatus.Completed, outcome: abnormalOutcome(description.status.name) };
-    }
-
-    const pending = description.raw.pendingActivities ?? [];
-    const inference = pending.find((a) => a.activityType?.name === 'runInference');
-    if (inference) {
-      const logs = await this.heartbeatLogs(inference.heartbeatDetails?.payloads ?? []);
-      const started = inference.state !== PendingState.PENDING_ACTIVITY_STATE_SCHEDULED || (inference.attempt ?? 1) > 1;
-      if (started) return { ...base, status: QueueStatus.InProgress, logs };
-      return {
-        ...base,
-        status: QueueStatus.InQueue,
-        queuePosition: await this.positionOf(modelId, owner, requestId, description),
-        logs,
-      };
-    }
-    // No inference pending: waiting for a slot (models with a limit), about to run, or finished (sending its webhook).
-    const finished = pending.some((a) => a.activityType?.name === 'deliverWebhook');
-    const model = this.options.registry.get(modelId);
-    if (!finished && model && admissionLimit(model) !== undefined) {
-      const place = await this.admission.place(model.id, requestId).catch(() => undefined);
-      if (place?.state === 'waiting') {
-        return { ...base, status: QueueStatus.InQueue, queuePosition: place.position, logs: [] };
-      }
-    }
-    // Only the workflow knows whether it is about to run or has just finished.
-    const progress: RequestProgress = await this.client
-      .withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(progressQuery))
-      .catch(() => ({ status: QueueStatus.InQueue }));
-    if (progress.status === QueueStatus.Completed && progress.outcome) {
-      return { ...base, status: QueueStatus.Completed, outcome: progress.outcome };
-    }
-    // Not scheduled yet (its workflow's first task has not run, which a burst of submits can delay by seconds): in
-    // the task-queue design it is in its owner's line all the same, behind those submitted before it.
-    return {
-      ...base,
-      status: QueueStatus.InQueue,
-      queuePosition: await this.positionOf(modelId, owner, requestId, description),
-      logs: [],
-    };
-  }
-
-  /**
-   * The position of a run waiting in its model's task queue: the requests ahead of it in its owner's line (see
-   * {@link TaskQueueLines.position}). 0 when there is nothing to count by, or visibility does not answer.
-   */
-  private async positionOf(
-    modelId: string,
-    owner: string,
-    requestId: string,
-    description: WorkflowExecutionDescription,
-  ): Promise<number> {
-    const model = this.options.registry.get(modelId);
-    const lines = this.lines;
-    if (!lines || !model || admissionLimit(model) !== undefined) return 0;
-    return lines.position(modelId, owner, requestId, description.startTime).catch(() => 0);
-  }
-
   /** Asks the request to stop: a queued run never starts, a running one has its activity cancelled. */
   async cancel(requestId: string): Promise<void> {
     await this.client.workflow.getHandle(requestId).cancel();
     this.views?.invalidate(requestId);
-  }
-
-  private async heartbeatLogs(payloads: temporal.api.common.v1.IPayload[]): Promise<LogEntry[]> {
-    const first = payloads[0];
-    if (!first) return [];
-    try {
-      // Heartbeat details from `describe` come as stored: through the codecs (decryption) first.
-      const details = await fromRawPayload<InferenceHeartbeat>(this.client.options.loadedDataConverter, first);
-      return Array.isArray(details?.logs) ? details.logs : [];
-    } catch {
-      return [];
-    }
   }
 }
 
@@ -381,18 +217,4 @@ export function idempotentRequestId(owner: string, modelId: string, key: string)
   hash[8] = (hash[8]! & 0x3f) | 0x80;
   const hex = hash.subarray(0, 16).toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-/** Outcome of a workflow that ended outside our own code paths (terminated or timed out by an operator). */
-function abnormalOutcome(status: string): RequestOutcome {
-  const message = `Request ended abnormally (workflow ${status.toLowerCase()})`;
-  return {
-    status: 'ERROR',
-    httpStatus: 500,
-    errorType: RequestErrorType.RunnerError,
-    message,
-    detail: message,
-    logs: [],
-    metrics: { inference_time: null },
-  };
 }
