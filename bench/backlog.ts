@@ -30,6 +30,7 @@ import { DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-s
 import {
   apiUrlOf,
   cpuTimeMs,
+  printLastOutput,
   projectRoot,
   rssBytes,
   serviceEnv,
@@ -41,7 +42,7 @@ import {
 import { Progress } from './progress';
 import { startRunScope } from './run-scope';
 import { WebhookReceiver } from './receiver';
-import { mib, round, summarize, table, type Summary } from './stats';
+import { leastSquaresSlope, mib, round, summarize, table, type Summary } from './stats';
 
 /** The options of the scale run, for `npm run bench -- --help`. */
 export const BACKLOG_USAGE = `Scale run (issue 15): npm run bench -- --backlog N [options]
@@ -431,12 +432,8 @@ function startResourceSampler(
 /** Least-squares slope of y against x, in y units per `per` x units. */
 function slope(points: { x: number; y: number }[], per: number): number | undefined {
   if (points.length < 3) return undefined;
-  const n = points.length;
-  const mx = points.reduce((a, p) => a + p.x, 0) / n;
-  const my = points.reduce((a, p) => a + p.y, 0) / n;
-  const sxy = points.reduce((a, p) => a + (p.x - mx) * (p.y - my), 0);
-  const sxx = points.reduce((a, p) => a + (p.x - mx) ** 2, 0);
-  return sxx === 0 ? undefined : (sxy / sxx) * per;
+  const perX = leastSquaresSlope(points);
+  return perX === undefined ? undefined : perX * per;
 }
 
 /**
@@ -926,9 +923,7 @@ export async function runBacklog(argv: string[]): Promise<void> {
       deliveries.acceptedStillRunning === 0;
     if (!ok) process.exitCode = 1;
   } catch (err) {
-    for (const service of Object.values(services)) {
-      console.error(`--- last output of ${service.name} (pid ${service.pid}) ---\n${service.output()}`);
-    }
+    printLastOutput(services);
     throw err;
   } finally {
     await cleanup();

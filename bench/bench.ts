@@ -37,6 +37,7 @@ import type { baselineRequest } from './baseline/workflows';
 import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
 import {
   apiUrlOf,
+  printLastOutput,
   projectRoot,
   rssBytes,
   spawnApi,
@@ -50,7 +51,7 @@ import {
 import { Progress } from './progress';
 import { startRunScope } from './run-scope';
 import { nowMs, WebhookReceiver } from './receiver';
-import { mib, ratio, round, summarize, table, type Summary } from './stats';
+import { leastSquaresSlope, mib, ratio, round, summarize, table, type Summary } from './stats';
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -788,9 +789,7 @@ async function main(): Promise<void> {
     console.log(report(results));
     console.log(`\nresults: ${relative(process.cwd(), out)}`);
   } catch (err) {
-    for (const service of Object.values(services)) {
-      console.error(`--- last output of ${service.name} (pid ${service.pid}) ---\n${service.output()}`);
-    }
+    printLastOutput(services);
     throw err;
   } finally {
     await cleanup();
@@ -967,13 +966,8 @@ async function longRun(
 
 /** Least-squares slope of RSS against requests done, in MiB per 1,000 requests. */
 function slope(points: { done: number; rss: number }[]): number | undefined {
-  if (points.length < 2) return undefined;
-  const n = points.length;
-  const mx = points.reduce((a, p) => a + p.done, 0) / n;
-  const my = points.reduce((a, p) => a + p.rss, 0) / n;
-  const sxy = points.reduce((a, p) => a + (p.done - mx) * (p.rss - my), 0);
-  const sxx = points.reduce((a, p) => a + (p.done - mx) ** 2, 0);
-  return sxx === 0 ? undefined : round(((sxy / sxx) * 1000) / 1024 / 1024, 2);
+  const perRequest = leastSquaresSlope(points.map((p) => ({ x: p.done, y: p.rss })));
+  return perRequest === undefined ? undefined : round((perRequest * 1000) / 1024 / 1024, 2);
 }
 
 interface Target {

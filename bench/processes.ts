@@ -133,3 +133,10 @@ export async function writeWorkflowBundle(
   writeFileSync(path, code);
   return path;
 }
+
+/** Prints what each process last wrote: what a failed run shows before it ends. */
+export function printLastOutput(services: Record<string, ServiceProcess>): void {
+  for (const service of Object.values(services)) {
+    console.error(`--- last output of ${service.name} (pid ${service.pid}) ---\n${service.output()}`);
+  }
+}

@@ -58,3 +58,14 @@ export function table(header: string[], rows: (string | number | undefined)[][])
     )
     .join('\n');
 }
+
+/** Least-squares slope of y against x; undefined for fewer than two points or no spread in x. */
+export function leastSquaresSlope(points: readonly { x: number; y: number }[]): number | undefined {
+  const n = points.length;
+  if (n < 2) return undefined;
+  const mx = points.reduce((a, p) => a + p.x, 0) / n;
+  const my = points.reduce((a, p) => a + p.y, 0) / n;
+  const sxy = points.reduce((a, p) => a + (p.x - mx) * (p.y - my), 0);
+  const sxx = points.reduce((a, p) => a + (p.x - mx) ** 2, 0);
+  return sxx === 0 ? undefined : sxy / sxx;
+}
