@@ -19,6 +19,8 @@ export interface RunInferenceInput {
   admissionQueueWorkflowId?: string;
   /** The request waited in the task queue: tell its workflow the run has started (see `runStartedSignal`). */
   reportStart?: boolean;
+  /** Report the start only once the run has gone on this long (`RUN_START_REPORT_AFTER_MS`); absent = at once. */
+  reportStartAfterMs?: number;
 }
 
 export interface InferenceResult {
@@ -64,19 +66,23 @@ export function createRunInference(deps: RunInferenceDeps) {
     fileExpiresInSeconds,
     admissionQueueWorkflowId,
     reportStart,
+    reportStartAfterMs,
   }: RunInferenceInput): Promise<InferenceResult> {
     const ctx = Context.current();
     const runner = deps.runners.get(modelId);
     if (!runner) {
       throw ApplicationFailure.nonRetryable(`Model ${modelId} is not served by this worker`, ErrorType.NotConfigured);
     }
-    if (reportStart && deps.reportStarted) {
+    const report = reportStart && deps.reportStarted;
+    const sendReport = () => {
+      if (!report) return;
       // Not awaited: the run does not wait for the bookkeeping. A lost signal leaves the request counted as waiting
       // (positions of those behind it one too high) until it ends.
-      deps
-        .reportStarted(requestId)
-        .catch((err: unknown) => ctx.log.warn('could not report the start of the run', { err }));
-    }
+      report(requestId).catch((err: unknown) => ctx.log.warn('could not report the start of the run', { err }));
+    };
+    // A run that ends first is never reported (see RUN_START_REPORT_AFTER_MS): cleared below.
+    const reportTimer = report && reportStartAfterMs ? setTimeout(sendReport, reportStartAfterMs) : undefined;
+    if (!reportTimer) sendReport();
     // A retried attempt continues the log of the previous ones.
     const previous = ctx.info.heartbeatDetails as InferenceHeartbeat | undefined;
     const logs: LogEntry[] = Array.isArray(previous?.logs) ? [...previous.logs] : [];
@@ -115,6 +121,7 @@ export function createRunInference(deps: RunInferenceDeps) {
       throw toFailure(err, logs);
     } finally {
       clearInterval(ticker);
+      clearTimeout(reportTimer);
     }
   };
 }

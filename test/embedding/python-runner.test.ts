@@ -24,7 +24,8 @@ def reverse(params, log):
     if not isinstance(params, dict) or not isinstance(params.get("text"), str):
         raise InvalidInput([{"loc": ["body", "text"], "msg": "field required", "type": "value_error.missing"}])
     log("reversing")
-    time.sleep(0.2)
+    # Longer than RUN_START_REPORT_AFTER_MS, so the package reports the start (checked below).
+    time.sleep(0.5)
     log("done", "DEBUG")
     return {"reversed": params["text"][::-1]}
 `;

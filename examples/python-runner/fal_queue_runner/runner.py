@@ -90,10 +90,14 @@ class Model:
 
     async def _run_inference(self, request: dict[str, Any]) -> dict[str, Any]:
         info = activity.info()
+        ended = asyncio.Event()
         if request.get("reportStart"):
             # The request waited in the model's task queue: its workflow counts it as waiting (queue positions)
-            # until told that a runner has it. Not awaited: the run does not wait for the bookkeeping.
-            self._pending.add(asyncio.create_task(_report_start(activity.client(), str(request.get("requestId")))))
+            # until told that a runner has it, once the run has gone on `reportStartAfterMs` (a run that ends
+            # sooner is never reported; its end says enough). Not awaited: the run does not wait for the bookkeeping.
+            delay = (request.get("reportStartAfterMs") or 0) / 1000
+            report = _report_start(activity.client(), str(request.get("requestId")), delay, ended)
+            self._pending.add(asyncio.create_task(report))
             self._pending = {t for t in self._pending if not t.done()}
         # A retried attempt continues the log of the attempts before it.
         previous = info.heartbeat_details[0] if info.heartbeat_details else {}
@@ -114,6 +118,7 @@ class Model:
             raise
         finally:
             ticker.cancel()
+            ended.set()
 
     async def _call(self, params: Any, log: RunLog) -> Any:
         if inspect.iscoroutinefunction(self.fn):
@@ -133,8 +138,15 @@ def model(fn: ModelFunction) -> Model:
     return Model(fn)
 
 
-async def _report_start(client: Client, request_id: str) -> None:
-    """Signals `runStarted` to the request's workflow (its id is the request id)."""
+async def _report_start(client: Client, request_id: str, delay: float, ended: asyncio.Event) -> None:
+    """Signals `runStarted` to the request's workflow (its id is the request id) if the run is still going after
+    `delay` seconds."""
+    if delay > 0:
+        try:
+            await asyncio.wait_for(ended.wait(), delay)
+            return
+        except asyncio.TimeoutError:
+            pass
     try:
         await client.get_workflow_handle(request_id).signal("runStarted")
     except Exception:  # noqa: BLE001 - a lost report only leaves this run counted as waiting until it ends

@@ -58,5 +58,13 @@ export const progressQuery = defineQuery<RequestProgress>('progress');
  */
 export const runStartedSignal = defineSignal('runStarted');
 
+/**
+ * How long a run goes before its runner sends {@link runStartedSignal}. A run that ends sooner is never reported: its
+ * end moves FalState on anyway, and the signal would have cost its workflow a signal, a workflow task and a visibility
+ * write for a state nobody could have seen (a request's own status reads IN_PROGRESS from the started activity, not
+ * from FalState). What it costs: a started run counts as waiting, in the positions of those behind it, for this long.
+ */
+export const RUN_START_REPORT_AFTER_MS = 200;
+
 /** Sent by the admission queue to a request workflow: it holds a slot now and may start. Repeated sends are harmless. */
 export const admittedSignal = defineSignal('admitted');

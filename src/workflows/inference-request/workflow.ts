@@ -17,6 +17,7 @@ import { deliverFromRequest } from '../webhook-delivery/delivery';
 import {
   admittedSignal,
   progressQuery,
+  RUN_START_REPORT_AFTER_MS,
   runStartedSignal,
   type InferenceRequestInput,
   type RequestProgress,
@@ -60,7 +61,7 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
       input: req.input,
       fileExpiresInSeconds: req.fileExpiresInSeconds,
       admissionQueueWorkflowId: req.admission?.queueWorkflowId,
-      ...(req.queueing && { reportStart: true }),
+      ...(req.queueing && { reportStart: true, reportStartAfterMs: RUN_START_REPORT_AFTER_MS }),
     });
     slotReleased = result.slotReleased === true;
     return {
