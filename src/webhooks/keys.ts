@@ -66,6 +66,8 @@ interface LoadedKey extends SigningKey {
  */
 export class WebhookKeys {
   private cache: { mtimeMs: number; keys: LoadedKey[]; staged: LoadedKey[] } | undefined;
+  /** The look at the directory in flight: deliveries signed together share it (one `stat` instead of one each). */
+  private loading: Promise<{ keys: LoadedKey[]; staged: LoadedKey[] }> | undefined;
   private nextMasterSecret: Buffer | undefined;
 
   private constructor(
@@ -165,7 +167,12 @@ export class WebhookKeys {
     return { secret: this.ownerSecret(owner), ...(next && { next }) };
   }
 
-  private async load(): Promise<{ keys: LoadedKey[]; staged: LoadedKey[] }> {
+  private load(): Promise<{ keys: LoadedKey[]; staged: LoadedKey[] }> {
+    this.loading ??= this.reload().finally(() => (this.loading = undefined));
+    return this.loading;
+  }
+
+  private async reload(): Promise<{ keys: LoadedKey[]; staged: LoadedKey[] }> {
     const { mtimeMs } = await stat(this.dir);
     if (this.cache?.mtimeMs === mtimeMs) return this.cache;
     const names = await keyFiles(this.dir);

@@ -43,13 +43,16 @@ export class WebhookSigner {
       throw err;
     });
     const keys = await this.keys;
-    const { privateKey } = await keys.signingKey();
+    // Both from one look at the key directory.
+    const [{ privateKey }, { secret, next }] = await Promise.all([
+      keys.signingKey(),
+      keys.ownerSecrets(delivery.owner),
+    ]);
     const bodyHash = createHash('sha256').update(body, 'utf8').digest('hex');
     const falMessage = `${requestId}\n${owner}\n${timestamp}\n${bodyHash}`;
     const falSignature = sign(null, Buffer.from(falMessage, 'utf8'), privateKey).toString('hex');
 
     const id = webhookMessageId(requestId);
-    const { secret, next } = await keys.ownerSecrets(owner);
     const hmac = (whsec: string) =>
       createHmac('sha256', Buffer.from(whsec.slice('whsec_'.length), 'base64'))
         .update(`${id}.${timestamp}.${body}`, 'utf8')
