@@ -44,10 +44,7 @@ export class WebhookSigner {
     });
     const keys = await this.keys;
     // Both from one look at the key directory.
-    const [{ privateKey }, { secret, next }] = await Promise.all([
-      keys.signingKey(),
-      keys.ownerSecrets(delivery.owner),
-    ]);
+    const [{ privateKey }, { secret, next }] = await Promise.all([keys.signingKey(), keys.ownerSecrets(owner)]);
     const bodyHash = createHash('sha256').update(body, 'utf8').digest('hex');
     const falMessage = `${requestId}\n${owner}\n${timestamp}\n${bodyHash}`;
     const falSignature = sign(null, Buffer.from(falMessage, 'utf8'), privateKey).toString('hex');
