@@ -28,6 +28,12 @@ export function runPriority(priority: QueuePriority, owner: string, weight: numb
  */
 const WAITING_COUNT_MAX_AGE = { farFromLimit: 5_000, belowLimit: 1_000, atLimit: 100 } as const;
 const FAR_FROM_LIMIT = 0.5;
+
+/** How long a count that puts the line at `estimate` may be reused against `limit` (see WAITING_COUNT_MAX_AGE). */
+function reuseAge(estimate: number, limit: number): number {
+  if (estimate >= limit) return WAITING_COUNT_MAX_AGE.atLimit;
+  return estimate < limit * FAR_FROM_LIMIT ? WAITING_COUNT_MAX_AGE.farFromLimit : WAITING_COUNT_MAX_AGE.belowLimit;
+}
 /** How long a position read waits for visibility to record the request before counting the ones ahead of it. */
 const CATCH_UP_MS = 3_000;
 const CATCH_UP_POLL_MS = 100;
@@ -64,28 +70,20 @@ export class TaskQueueLines {
    */
   async waiting(modelId: string, { limit, fresh }: { limit: number; fresh: boolean }): Promise<number> {
     const cached = this.waitingCounts.get(modelId);
-    if (!fresh && cached) {
-      const count = await cached.count.catch(() => undefined);
+    const count = !fresh && cached ? await cached.count.catch(() => undefined) : undefined;
+    if (cached && count !== undefined) {
       // The submits this process let in on the reused count are in the line too.
-      const estimate = count === undefined ? undefined : count + cached.since;
-      const age = this.now() - cached.at;
-      if (estimate !== undefined && estimate < limit) {
-        if (
-          age <
-          (estimate < limit * FAR_FROM_LIMIT ? WAITING_COUNT_MAX_AGE.farFromLimit : WAITING_COUNT_MAX_AGE.belowLimit)
-        ) {
-          cached.since++;
-          return estimate;
-        }
-      } else if (estimate !== undefined && age < WAITING_COUNT_MAX_AGE.atLimit) {
-        // Full by a count this recent: refused without another one (a line at its limit gets many submits).
+      const estimate = count + cached.since;
+      if (this.now() - cached.at < reuseAge(estimate, limit)) {
+        // Below the limit the submit is let in on it; at the limit it is refused without another count.
+        if (estimate < limit) cached.since++;
         return estimate;
       }
     }
-    const count = this.count(this.waitingQuery(modelId));
+    const counted = this.count(this.waitingQuery(modelId));
     // The submit asking now is let in on it too, unless the count refuses it (then the estimate errs high).
-    this.waitingCounts.set(modelId, { at: this.now(), count, since: 1 });
-    return count;
+    this.waitingCounts.set(modelId, { at: this.now(), count: counted, since: 1 });
+    return counted;
   }
 
   /**
