@@ -27,7 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { TEMPORAL_SERVER_VERSION } from '../src/cluster/temporal-server';
-import { startThrowawayTemporalCluster } from '../src/cluster/topology';
+import { startThrowawayTemporalCluster } from '../src/cluster/temporal-cluster';
 import { loadConfig } from '../src/config';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';

@@ -14,7 +14,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startServices, startThrowawayTemporalCluster } from '../src/cluster/topology';
+import { startServices } from '../src/cluster/services';
+import { startThrowawayTemporalCluster } from '../src/cluster/temporal-cluster';
 import { findFreePort } from '../src/temporal/net';
 import { cpuTimeMs, projectRoot } from './processes';
 import { WebhookReceiver } from './receiver';

@@ -1,11 +1,15 @@
 /**
- * Our processes in the cluster: their roles (docker-compose.yml's service names), the environment each one gets, and
- * the supervisor that restarts one that dies.
+ * Our processes in the cluster: their roles (docker-compose.yml's service names), the environment each one gets, the
+ * supervisor that restarts one that dies, and starting them all on a Temporal server.
  */
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ServiceProcess } from './service-process';
-import type { ClusterStoreEnv } from './store';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { quietBundlerLogger, workflowBundleOptions } from '../worker-set';
+import { spawnService, type ServiceProcess } from './service-process';
+import { callerStoreEnv, type ClusterStoreEnv } from './store';
 
 /** Roles of our processes, as docker-compose.yml names its services. */
 export const ClusterRole = { Api: 'api', Worker: 'worker', ModelRunner: 'model-runner' } as const;
@@ -109,4 +113,141 @@ export function clusterServiceEnv(
     case ClusterRole.ModelRunner:
       return { ...common, WORKER_CONTROL: 'false', WORKER_MODELS: e.RUNNER_MODELS ?? '*', ...metrics };
   }
+}
+
+/** Our processes on a {@link TemporalCluster}: see {@link startServices}. */
+export interface ClusterServices {
+  apiUrl: string;
+  api: ClusterService;
+  worker: ClusterService;
+  runners: ClusterService[];
+  /** Every one of them, API first. */
+  all: ClusterService[];
+  /** Graceful stop of all of them (SIGTERM: drain). */
+  stop(): Promise<void>;
+}
+
+/** What {@link startServices} starts. */
+export interface ServicesOptions {
+  projectRoot: string;
+  /** Each process's DATA_DIR is under `dataDir/services/`, its log under `dataDir/logs/`. */
+  dataDir: string;
+  /** `TEMPORAL_ADDRESS` of every process. */
+  address: string;
+  apiPort: number;
+  /** `METRICS_PORT` of the control worker; runner `i` (from 0) gets `metricsPort + 1 + i`. Omitted = no metrics. */
+  metricsPort?: number;
+  /** Model runner processes. */
+  runners: number;
+  /**
+   * The environment our processes start from (the caller's `process.env` for `npm run cluster`): every name
+   * docker-compose.yml sets can be given here, and anything else (WEBHOOK_*, ...) passes through. With
+   * `STORAGE_URL` set, the caller's store (and S3_*, AWS_*) is used.
+   */
+  env: Record<string, string | undefined>;
+  /** Per-role additions on top of everything else (tests: a models file, a webhook schedule). */
+  roleEnv?: Partial<Record<ClusterRole, Record<string, string>>>;
+  log: (line: string) => void;
+  /** Receives every line our processes print; omitted = only their log files get them. */
+  processLog?: (line: string) => void;
+  /**
+   * The object store every process uses ({@link ClusterStore.env}).
+   * @default the caller's STORAGE_URL, S3_* and AWS_* from `env` (none: each process's own `local` store)
+   */
+  store?: ClusterStoreEnv;
+  /** A prebuilt workflow bundle; omitted = bundled once into `dataDir`. */
+  workflowBundlePath?: string;
+  /**
+   * How long every process may take to be ready (a loaded 2-core machine starts four Node processes slowly).
+   * @default 180_000
+   */
+  readyTimeoutMs?: number;
+}
+
+/**
+ * Our API, one control worker and `runners` model runner processes, each with its own DATA_DIR under
+ * `dataDir/services/`, all pointed at `address`; resolves once every one of them is ready.
+ */
+export async function startServices(options: ServicesOptions): Promise<ClusterServices> {
+  const dataDir = resolve(options.dataDir);
+  let bundlePath = options.workflowBundlePath;
+  if (!bundlePath) {
+    // One bundle for the control worker, as production images ship it, rather than bundling in the process.
+    bundlePath = join(dataDir, 'workflow-bundle.js');
+    await mkdir(dataDir, { recursive: true });
+    const { code } = await bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietBundlerLogger() });
+    writeFileSync(bundlePath, code);
+  }
+  const spawnOurs = (name: string, role: ClusterRole, metricsPort?: number) => {
+    const env = {
+      // Passed through: whatever the caller set (STORAGE_URL and S3_* for the shared object store, WEBHOOK_*, ...).
+      ...definedOnly(options.env),
+      ...clusterServiceEnv(role, {
+        address: options.address,
+        dataDir: join(dataDir, 'services', name),
+        apiPort: options.apiPort,
+        metricsPort,
+        env: options.env,
+        projectRoot: options.projectRoot,
+        store: options.store ?? callerStoreEnv(options.env),
+      }),
+      // The API publishes the keys the control worker signs with: the one secret they share besides Temporal.
+      WEBHOOK_KEYS_DIR: options.env.WEBHOOK_KEYS_DIR ?? join(dataDir, 'webhook-keys'),
+      WORKFLOW_BUNDLE_PATH: bundlePath,
+      ...options.roleEnv?.[role],
+    };
+    const entry = role === ClusterRole.Api ? 'src/server.ts' : 'src/worker.ts';
+    return new ClusterService(
+      name,
+      () =>
+        spawnService({
+          name,
+          command: process.execPath,
+          args: ['--import', 'tsx', entry],
+          cwd: options.projectRoot,
+          env,
+          readyText: role === ClusterRole.Api ? 'queue API listening' : 'workers polling',
+          log: options.processLog,
+          logFile: join(dataDir, 'logs', `${name}.log`),
+        }),
+      options.log,
+    );
+  };
+  const metrics = (i: number) => (options.metricsPort === undefined ? undefined : options.metricsPort + i);
+  const worker = spawnOurs('worker', ClusterRole.Worker, metrics(0));
+  const runners = Array.from({ length: options.runners }, (_, i) =>
+    spawnOurs(`runner-${i + 1}`, ClusterRole.ModelRunner, metrics(i + 1)),
+  );
+  const api = spawnOurs('api', ClusterRole.Api);
+  const all = [api, worker, ...runners];
+  const stop = async () => {
+    await Promise.all(all.map((s) => s.stop()));
+  };
+  const readyTimeoutMs = options.readyTimeoutMs ?? 180_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.all(all.map((s) => s.current.ready)),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          const waiting = all.filter((s) => !s.isReady).map((s) => s.name);
+          // Readiness is read from each process's log ("workers polling", "queue API listening"), at level info.
+          reject(new Error(`not ready after ${readyTimeoutMs} ms: ${waiting.join(', ')} (is LOG_LEVEL above info?)`));
+        }, readyTimeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    await stop();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  options.log(
+    `[cluster] API ${`http://127.0.0.1:${options.apiPort}`}, control worker and ${runners.length} model runner(s) up`,
+  );
+  return { apiUrl: `http://127.0.0.1:${options.apiPort}`, api, worker, runners, all, stop };
+}
+
+function definedOnly(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((kv): kv is [string, string] => kv[1] !== undefined));
 }

@@ -2,7 +2,8 @@ import { chmodSync, mkdtempSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CHAOS_OPTIONS, formatChaosReport, runChaos, type ChaosReport } from '../../bench/chaos-run';
-import { startServices, startThrowawayTemporalCluster } from '../../src/cluster/topology';
+import { startServices } from '../../src/cluster/services';
+import { startThrowawayTemporalCluster } from '../../src/cluster/temporal-cluster';
 import { findFreePort } from '../../src/temporal/net';
 import { suiteStore } from './services';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { startClusterStore, type ClusterStore } from '../../src/cluster/store';
-import { startThrowawayTemporalCluster, type TemporalCluster } from '../../src/cluster/topology';
+import { startThrowawayTemporalCluster, type TemporalCluster } from '../../src/cluster/temporal-cluster';
 import { freeSeaweedFsPorts } from '../../src/tools/seaweedfs';
 import { quietBundlerLogger, workflowBundleOptions } from '../../src/worker-set';
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ClusterStoreEnv } from '../../src/cluster/store';
-import { startServices, type ClusterServices } from '../../src/cluster/topology';
+import { startServices, type ClusterServices } from '../../src/cluster/services';
 import { findFreePort } from '../../src/temporal/net';
 
 export const CLUSTER_KEY = 'cluster-key:cluster-secret';
