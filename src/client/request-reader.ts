@@ -5,8 +5,10 @@ import { fromRawPayload } from '../codec';
 import { admissionLimit, type ModelRegistry } from '../models/registry';
 import {
   INFERENCE_REQUEST_WORKFLOW_TYPE,
+  outcomeOf,
   progressQuery,
   type RequestProgress,
+  type RequestResult,
 } from '../workflows/inference-request/messages';
 import { cancelledOutcome } from '../workflows/inference-request/outcomes';
 import { RequestErrorType } from '../workflows/shared/errors';
@@ -107,7 +109,7 @@ export class RequestReader {
       case 'RUNNING':
         break;
       case 'COMPLETED':
-        return { ...base, status: QueueStatus.Completed, outcome: (await handle.result()) as RequestOutcome };
+        return { ...base, status: QueueStatus.Completed, outcome: outcomeOf((await handle.result()) as RequestResult) };
       case 'CANCELLED':
         return { ...base, status: QueueStatus.Completed, outcome: cancelledOutcome() };
       default:

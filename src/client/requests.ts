@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { admissionLimit, modelTaskQueue, ownerWeight, type ModelRegistry } from '../models/registry';
 import { QueuePriority } from '../workflows/admission-queue/messages';
@@ -11,6 +10,7 @@ import { TaskQueueLines, runPriority } from './task-queue-line';
 import { ViewCache, type ViewCacheOptions } from './view-cache';
 import type { QueueMetrics } from '../observability/metrics';
 import { initialRequestSearchAttributes } from '../observability/search-attributes';
+import { withLinkedAbortSignal } from '../temporal/abort';
 
 export interface SubmitRequest {
   owner: string;
@@ -77,10 +77,8 @@ export class RequestsClient {
     if (options.searchAttributes) this.lines = new TaskQueueLines(client, options.taskQueue);
     this.reader = new RequestReader(client, options.registry, this.admission, this.lines);
     if (options.viewCache) {
-      // Aborted on close, so no read of the cache is left in flight (or in a retry) when the connection closes. One
-      // signal for all of them: as many listeners as calls in flight.
-      setMaxListeners(0, this.lifetime.signal);
-      const inLifetime = <T>(call: () => Promise<T>) => client.withAbortSignal(this.lifetime.signal, call);
+      // Aborted on close, so no read of the cache is left in flight (or in a retry) when the connection closes.
+      const inLifetime = <T>(call: () => Promise<T>) => withLinkedAbortSignal(client, this.lifetime.signal, call);
       this.views = new ViewCache(
         {
           read: (requestId, owner) => inLifetime(() => this.reader.read(requestId, owner)),
@@ -135,6 +133,7 @@ export class RequestsClient {
         ? undefined
         : { priority: runPriority(priority, req.owner, ownerWeight(this.options.registry.file, model, req.owner)) },
       startTimeoutSeconds: req.startTimeoutSeconds,
+      deliveryLogInResult: true,
     };
     try {
       await this.client.workflow.start(INFERENCE_REQUEST_WORKFLOW_TYPE, {

@@ -6,9 +6,14 @@ import {
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
 import { fromRawPayload } from '../codec';
-import { INFERENCE_REQUEST_WORKFLOW_TYPE, type InferenceRequestInput } from '../workflows/inference-request/messages';
+import {
+  INFERENCE_REQUEST_WORKFLOW_TYPE,
+  outcomeOf,
+  type InferenceRequestInput,
+  type RequestResult,
+} from '../workflows/inference-request/messages';
 import { cancelledOutcome } from '../workflows/inference-request/outcomes';
-import type { RequestOutcome, WebhookBody } from '../workflows/shared/request';
+import type { WebhookBody } from '../workflows/shared/request';
 import { deliveryInputFor } from '../workflows/webhook-delivery/delivery';
 import {
   DELIVERY_MEMO_KEY,
@@ -64,7 +69,10 @@ export interface WebhookDeliveriesOptions {
   attemptTimeoutMs: number;
 }
 
-/** Where a request's delivery log is: in its delivery workflow, or (no attempt failed) in the request's memo. */
+/**
+ * Where a request's delivery log is: in its delivery workflow, or (the first attempt settled it) in the request's
+ * result or, for requests of older APIs and cancelled ones, in its memo.
+ */
 type LogSource =
   | { kind: 'delivery'; description: WorkflowExecutionDescription; report: DeliveryReport }
   | { kind: 'request'; runId: string; report: DeliveryReport }
@@ -134,16 +142,21 @@ export class WebhookDeliveries {
     return { ...previous, state: DeliveryState.Retrying, nextAttemptAt: undefined };
   }
 
-  /** Where the request's log is: its delivery workflow if it has one, else the request's own memo. */
+  /** Where the request's log is: its delivery workflow if it has one, else the request's own memo or result. */
   private async source(requestId: string): Promise<LogSource | undefined> {
     const delivery = await this.describe(webhookWorkflowId(requestId), WEBHOOK_DELIVERY_WORKFLOW_TYPE);
     if (delivery) return { kind: 'delivery', description: delivery, report: reportOf(delivery) };
     const request = await this.describe(requestId, INFERENCE_REQUEST_WORKFLOW_TYPE);
-    const memo = request?.memo?.[DELIVERY_MEMO_KEY] as RequestDeliveryMemo | undefined;
-    if (!request || !memo) return undefined;
-    // A first attempt that failed hands over to a delivery workflow in the same step: it is being started.
-    if ('deliveryWorkflowId' in memo || memo.state === DeliveryState.Retrying) return { kind: 'starting' };
-    return { kind: 'request', runId: request.runId, report: memo };
+    if (!request) return undefined;
+    const memo = request.memo?.[DELIVERY_MEMO_KEY] as RequestDeliveryMemo | undefined;
+    if (memo) {
+      // A first attempt that failed hands over to a delivery workflow in the same step: it is being started.
+      if ('deliveryWorkflowId' in memo || memo.state === DeliveryState.Retrying) return { kind: 'starting' };
+      return { kind: 'request', runId: request.runId, report: memo };
+    }
+    if (request.status.name !== 'COMPLETED') return undefined;
+    const result = (await this.client.workflow.getHandle(requestId, request.runId).result()) as RequestResult;
+    return result.webhookDelivery && { kind: 'request', runId: request.runId, report: result.webhookDelivery };
   }
 
   /** A delivery's input rebuilt from its request (the settings it was submitted with) and its outcome. */
@@ -153,7 +166,7 @@ export class WebhookDeliveries {
     const outcome = await this.client.workflow
       .getHandle(requestId, runId)
       .result()
-      .then((result) => result as RequestOutcome)
+      .then((result) => outcomeOf(result as RequestResult))
       .catch((err: unknown) => {
         if (err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure) return cancelledOutcome();
         throw err;

@@ -1,3 +1,5 @@
+import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { OTHER_KEY, eventually, startStack, submitJson, type Stack } from '../helpers/stack';
 import { Receiver, failThenSucceed, type Answer } from './receiver';
@@ -147,6 +149,28 @@ describe('delivery log', () => {
       expect(Date.parse(a.at)).toBeLessThanOrEqual(r.deliveries[i]!.at);
       if (i > 0) expect(Date.parse(a.at)).toBeGreaterThanOrEqual(r.deliveries[i - 1]!.at);
     });
+  });
+
+  it('keeps the log of a delivery its first attempt settled in the request’s result, not in a memo write', async () => {
+    const r = await receiver(() => ({ status: 200 }));
+    const requestId = await submitWithHook(r.url);
+    const log = await logWhen(requestId, (l) => l.state === 'delivered');
+    expect(log.attempts.map((a) => [a.attempt, a.trigger, a.status_code])).toEqual([[1, 'schedule', 200]]);
+    expect(Date.parse(log.attempts[0]!.at)).toBeLessThanOrEqual(r.deliveries[0]!.at);
+
+    const connection = await Connection.connect({ address: process.env.TEST_TEMPORAL_ADDRESS! });
+    try {
+      const handle = new Client({ connection }).workflow.getHandle(requestId);
+      const events = (await handle.fetchHistory()).events ?? [];
+      const modified = temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED;
+      expect(events.filter((e) => e.eventType === modified)).toHaveLength(0);
+      expect(await handle.result()).toMatchObject({ status: 'OK', webhookDelivery: { state: 'delivered' } });
+    } finally {
+      await connection.close();
+    }
+    // The result the client fetches is the model's output alone.
+    const result = await stack.api(`/${APP}/requests/${requestId}`);
+    expect(await result.json()).toEqual({ echo: { prompt: 'a cat' } });
   });
 
   it('records a URL refused by the egress rules at delivery time, and gives up after the schedule', async () => {

@@ -5,6 +5,7 @@
 import type { Priority } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { QueueStatus, RequestOutcome } from '../shared/request';
+import type { DeliveryReport } from '../webhook-delivery/messages';
 
 export interface InferenceRequestInput {
   requestId: string;
@@ -38,6 +39,23 @@ export interface InferenceRequestInput {
   queueing?: { priority: Priority };
   /** `x-fal-request-timeout`: seconds after submit the request may still start; once started it is not cut. */
   startTimeoutSeconds?: number;
+  /**
+   * A webhook delivery that the request's own attempt settles is logged in the workflow's result
+   * ({@link RequestResult.webhookDelivery}) rather than in its memo, which would cost every request one more history
+   * event and one more visibility write. Absent (requests of an older API, and the recorded histories, which must
+   * replay unchanged) = the memo, as before. A cancelled request has no result and still uses the memo.
+   */
+  deliveryLogInResult?: boolean;
+}
+
+/** What the `inferenceRequest` workflow returns: how the request ended, and its settled webhook delivery's log. */
+export type RequestResult = RequestOutcome & { webhookDelivery?: DeliveryReport };
+
+/** The outcome alone, without the log the workflow's result may carry beside it. */
+export function outcomeOf(result: RequestResult): RequestOutcome {
+  if (!('webhookDelivery' in result)) return result;
+  const { webhookDelivery: _log, ...outcome } = result;
+  return outcome;
 }
 
 /** Where the workflow itself is; the API asks only when the pending activity cannot tell it. */

@@ -21,6 +21,7 @@ import {
   runStartedSignal,
   type InferenceRequestInput,
   type RequestProgress,
+  type RequestResult,
 } from './messages';
 import { cancelledOutcome, failedOutcome, startTimeoutOutcome } from './outcomes';
 
@@ -29,7 +30,7 @@ import { cancelledOutcome, failedOutcome, startTimeoutOutcome } from './outcomes
  * delivery that needs retries goes on in a child workflow that outlives this one. The result is readable as soon as
  * inference ends (the progress query answers while the webhook is sent).
  */
-export async function inferenceRequest(req: InferenceRequestInput): Promise<RequestOutcome> {
+export async function inferenceRequest(req: InferenceRequestInput): Promise<RequestResult> {
   const progress: RequestProgress = { status: QueueStatus.InQueue };
   setHandler(progressQuery, () => progress);
 
@@ -103,11 +104,13 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
     req.admission && !slotReleased
       ? CancellationScope.nonCancellable(() => releaseSlot(req.admission!.queueWorkflowId, req.requestId))
       : undefined;
-  await CancellationScope.nonCancellable(() => deliverFromRequest(req, outcome));
+  // A cancelled request ends without a result: its log goes to the memo.
+  const logInResult = req.deliveryLogInResult === true && !cancellation;
+  const settled = await CancellationScope.nonCancellable(() => deliverFromRequest(req, outcome, { logInResult }));
   await released;
   // Ending as Cancelled (not Completed) lets operators see it for what it is in the Temporal UI.
   if (cancellation) throw cancellation;
-  return outcome;
+  return logInResult && settled ? { ...outcome, webhookDelivery: settled } : outcome;
 }
 
 /**

@@ -62,7 +62,8 @@ export type AfterFailure = { nextDelayMs: number | undefined } | { keepDueAt: nu
 
 /**
  * Makes one attempt (an activity) and records it: its entry in the log, the log's state (a 2xx delivers, a 410 ends,
- * a failure with nothing due exhausts), when the next attempt is due, and the log in the memo.
+ * a failure with nothing due exhausts), when the next attempt is due, and (unless `publish` is false: the caller
+ * reports the log another way) the log in the memo.
  * @returns when the next scheduled attempt is due; undefined = none.
  */
 export async function recordAttempt(
@@ -70,6 +71,7 @@ export async function recordAttempt(
   report: DeliveryReport,
   trigger: AttemptTrigger,
   afterFailure: AfterFailure,
+  { publish = true }: { publish?: boolean } = {},
 ): Promise<number | undefined> {
   const { deliverWebhook } = proxyActivities<Activities>({
     startToCloseTimeout: input.attemptTimeoutMs + 10_000,
@@ -106,7 +108,7 @@ export async function recordAttempt(
 
   entry.nextAttemptAt = dueAt === undefined ? undefined : new Date(dueAt).toISOString();
   report.nextAttemptAt = entry.nextAttemptAt;
-  upsertMemo({ [DELIVERY_MEMO_KEY]: report });
+  if (publish) upsertMemo({ [DELIVERY_MEMO_KEY]: report });
   return dueAt;
 }
 
@@ -120,29 +122,40 @@ export function reportDeliveryEnded(report: DeliveryReport, resultAt: number): v
  * workflow, so the receiver hears of the result within milliseconds), and only if that fails, a delivery workflow
  * that outlives the request for the rest of the schedule. The request's memo then points to that workflow's log.
  * A first attempt that is not due at once, or a body too large to pass to an activity, goes to the workflow directly.
+ * `logInResult`: the caller returns the log of a delivery settled here in its result, so the memo is not written.
+ * @returns the log of a delivery the first attempt settled; undefined = no webhook, or handed over.
  */
-export async function deliverFromRequest(req: InferenceRequestInput, outcome: RequestOutcome): Promise<void> {
+export async function deliverFromRequest(
+  req: InferenceRequestInput,
+  outcome: RequestOutcome,
+  { logInResult = false }: { logInResult?: boolean } = {},
+): Promise<DeliveryReport | undefined> {
   const input = deliveryInputFor(req, outcome);
-  if (!input) return;
+  if (!input) return undefined;
   const resultAt = Date.now();
-  let carryOn: WebhookDeliveryInput | undefined = { ...input, resultAt };
+  let carryOn: WebhookDeliveryInput = { ...input, resultAt };
   if (input.scheduleMs[0] === 0 && inlineBodyOf(input.body) !== undefined) {
     const report: DeliveryReport = { url: input.url, state: DeliveryState.Retrying, attempts: [] };
-    const dueAt = await recordAttempt(input, report, AttemptTrigger.Schedule, { nextDelayMs: input.scheduleMs[1] });
+    const dueAt = await recordAttempt(
+      input,
+      report,
+      AttemptTrigger.Schedule,
+      { nextDelayMs: input.scheduleMs[1] },
+      // Handed over, the request's memo gets the pointer below instead; settled, the caller's result has the log.
+      { publish: !logInResult },
+    );
     if (dueAt === undefined) {
       reportDeliveryEnded(report, resultAt);
-      carryOn = undefined;
-    } else {
-      carryOn = {
-        ...input,
-        scheduleMs: input.scheduleMs.slice(1),
-        firstAttemptAt: dueAt,
-        previousAttempts: report.attempts,
-        resultAt,
-      };
+      return report;
     }
+    carryOn = {
+      ...input,
+      scheduleMs: input.scheduleMs.slice(1),
+      firstAttemptAt: dueAt,
+      previousAttempts: report.attempts,
+      resultAt,
+    };
   }
-  if (!carryOn) return;
   const workflowId = webhookWorkflowId(req.requestId);
   await startChild(WEBHOOK_DELIVERY_WORKFLOW_TYPE, {
     workflowId,
@@ -156,6 +169,7 @@ export async function deliverFromRequest(req: InferenceRequestInput, outcome: Re
     const pointer: RequestDeliveryMemo = { deliveryWorkflowId: workflowId };
     upsertMemo({ [DELIVERY_MEMO_KEY]: pointer });
   }
+  return undefined;
 }
 
 /**
