@@ -93,8 +93,10 @@ export function createRunInference(deps: RunInferenceDeps) {
       heartbeat();
     };
     // Heartbeats also carry cancellation to us, so they must keep flowing while the runner is quiet.
+    // No heartbeat at the start: the SDK sends a first heartbeat at once, which would cost every run (most of them
+    // quick, with no log yet) one more call to the server and one more write of the activity's state. The heartbeat
+    // timeout counts from the start anyway; logs heartbeat when they come.
     const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
-    heartbeat();
     const modelCtx: ModelContext = {
       requestId,
       signal: ctx.cancellationSignal,
