@@ -16,12 +16,14 @@
  * It talks to the queue only through HTTP, and to Temporal only to read (describe, list, count, history), so it
  * measures whichever queue implementation the tree has. Figures go to `bench-results/backlog-<time>.json`.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
+import { startThrowawayTemporalCluster } from '../src/cluster/temporal-cluster';
+import { TEMPORAL_SERVER_VERSION } from '../src/cluster/temporal-server';
 import { CLAIM_CHECK_METADATA_KEY } from '../src/codec/claim-check';
 import { ModelRegistry } from '../src/models/registry';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
@@ -58,6 +60,8 @@ export const BACKLOG_USAGE = `Scale run (issue 15): npm run bench -- --backlog N
   --sample-interval-ms MS     RSS / CPU sampling interval (default 5000)
   --stall-seconds S           the drain gives up after S seconds without a new delivery (default 300)
   --dynamic-config K=V        dev server dynamic config value (repeatable) on top of the tuned defaults
+  --cluster                   run on the cluster topology's Temporal server on PostgreSQL (npm run cluster's,
+                              its dynamic config in scripts/cluster/dynamicconfig.yaml) instead of the dev server
   --out FILE                  results file (default bench-results/backlog-<time>.json)
   --keep                      keep the temporary directory (database file, models file, bundle)`;
 
@@ -92,6 +96,8 @@ interface BacklogOptions {
   sampleIntervalMs: number;
   stallSeconds: number;
   dynamicConfig: Record<string, string | number | boolean>;
+  /** Run on the cluster topology's Temporal server (PostgreSQL) instead of the dev server. */
+  cluster: boolean;
   out?: string;
   keep: boolean;
 }
@@ -111,6 +117,7 @@ function parseBacklogOptions(argv: string[]): BacklogOptions {
       'sample-interval-ms': { type: 'string', default: '5000' },
       'stall-seconds': { type: 'string', default: '300' },
       'dynamic-config': { type: 'string', multiple: true, default: [] },
+      cluster: { type: 'boolean', default: false },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -150,8 +157,52 @@ function parseBacklogOptions(argv: string[]): BacklogOptions {
         }
       }),
     ),
+    cluster: values.cluster,
     out: values.out,
     keep: values.keep,
+  };
+}
+
+/** The Temporal server of the run: the dev server on a SQLite file, or (`--cluster`) the cluster topology's. */
+async function startTemporal(
+  options: BacklogOptions,
+  dir: string,
+  log: (line: string) => void,
+): Promise<{ address: string; pid: number; description: Record<string, unknown>; stop(): Promise<void> }> {
+  if (options.cluster) {
+    if (Object.keys(options.dynamicConfig).length > 0) {
+      throw new Error('--dynamic-config sets the dev server; the cluster reads scripts/cluster/dynamicconfig.yaml');
+    }
+    // PostgreSQL runs as the `postgres` user when we run as root: it must be able to enter the directory.
+    const dataDir = join(dir, 'cluster');
+    mkdirSync(dataDir);
+    chmodSync(dir, 0o755);
+    chmodSync(dataDir, 0o755);
+    const cluster = await startThrowawayTemporalCluster({ projectRoot, dataDir, log });
+    return {
+      address: cluster.address,
+      pid: cluster.temporal.pid,
+      description: {
+        server: `Temporal server ${TEMPORAL_SERVER_VERSION} on PostgreSQL`,
+        dynamicConfig: 'scripts/cluster/dynamicconfig.yaml',
+      },
+      stop: () => cluster.stop(),
+    };
+  }
+  const cliPath = await ensureTemporalCli({ projectRoot, log });
+  const server = await startDevServer({
+    searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
+    cliPath,
+    dbFile: join(dir, 'temporal.db'),
+    port: 0,
+    uiPort: false,
+    dynamicConfig: options.dynamicConfig,
+  });
+  return {
+    address: server.address,
+    pid: server.pid,
+    description: { cli: cliPath, dynamicConfig: { ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig } },
+    stop: () => server.stop(),
   };
 }
 
@@ -775,17 +826,11 @@ export async function runBacklog(argv: string[]): Promise<void> {
   const services: Record<string, ServiceProcess> = {};
   try {
     log(`temporary directory ${dir}`);
-    log('starting the Temporal dev server and bundling workflows');
-    const cliPath = await ensureTemporalCli({ projectRoot, log });
+    log(
+      `starting ${options.cluster ? "the cluster topology's Temporal server" : 'the Temporal dev server'} and bundling workflows`,
+    );
     const [temporal, bundle] = await Promise.all([
-      startDevServer({
-        searchAttributes: SEARCH_ATTRIBUTE_CLI_TYPES,
-        cliPath,
-        dbFile: join(dir, 'temporal.db'),
-        port: 0,
-        uiPort: false,
-        dynamicConfig: options.dynamicConfig,
-      }),
+      startTemporal(options, dir, log),
       writeWorkflowBundle(dir, 'workflows.js'),
     ]);
     cleanups.push(() => temporal.stop());
@@ -871,12 +916,9 @@ export async function runBacklog(argv: string[]): Promise<void> {
         node: process.version,
       },
       options,
-      temporal: {
-        cli: cliPath,
-        dynamicConfig: { ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig },
-      },
+      temporal: temporal.description,
       layout:
-        'separate processes: dev server (SQLite file), API (src/server.ts), control worker (src/worker.ts, WORKER_MODELS empty), runner(s) (src/worker.ts, WORKER_CONTROL=false) started after the backlog is built; clients, status pollers and webhook receiver in the bench process',
+        'separate processes: Temporal (dev server on a SQLite file, or with --cluster the Temporal server on PostgreSQL), API (src/server.ts), control worker (src/worker.ts, WORKER_MODELS empty), runner(s) (src/worker.ts, WORKER_CONTROL=false) started after the backlog is built; clients, status pollers and webhook receiver in the bench process',
       model: (modelsFile as { models: unknown[] }).models[0],
       build: {
         ...build,
