@@ -13,7 +13,8 @@ export { VERSION, PACKAGE_NAME } from './version';
 // Workflows: what `Worker.create({ workflowsPath })` or `bundleWorkflowCode` needs.
 export { workflowsPath, workflowBundleOptions, createWorkers, loadWorkflowBundle } from './worker-set';
 export type { WorkerSetOptions } from './worker-set';
-export type { InferenceRequestInput, RequestProgress } from './workflows/inference-request/messages';
+export type { InferenceRequestInput, RequestProgress, RequestResult } from './workflows/inference-request/messages';
+export { outcomeOf } from './workflows/inference-request/messages';
 export type { DeliveryReport, WebhookDeliveryInput } from './workflows/webhook-delivery/messages';
 
 // Activities: build them once per worker process with their dependencies.
