@@ -28,7 +28,7 @@ import { CLAIM_CHECK_METADATA_KEY } from '../src/codec/claim-check';
 import { ModelRegistry } from '../src/models/registry';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
 import { ensureTemporalCli } from '../src/temporal/cli';
-import { DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
+import { TUNED_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
 import {
   apiUrlOf,
   cpuTimeMs,
@@ -201,7 +201,7 @@ async function startTemporal(
   return {
     address: server.address,
     pid: server.pid,
-    description: { cli: cliPath, dynamicConfig: { ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig } },
+    description: { cli: cliPath, dynamicConfig: { ...TUNED_DYNAMIC_CONFIG, ...options.dynamicConfig } },
     stop: () => server.stop(),
   };
 }

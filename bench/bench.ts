@@ -31,7 +31,7 @@ import { startThrowawayTemporalCluster } from '../src/cluster/temporal-cluster';
 import { loadConfig } from '../src/config';
 import { ensureTemporalCli } from '../src/temporal/cli';
 import { SEARCH_ATTRIBUTE_CLI_TYPES } from '../src/observability/search-attributes';
-import { DEFAULT_SQLITE_PRAGMAS, DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
+import { DEFAULT_SQLITE_PRAGMAS, TUNED_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
 import { BACKLOG_USAGE, runBacklog } from './backlog';
 import type { baselineRequest } from './baseline/workflows';
 import { historyCost, requestTimeline, type HistoryCost, type RequestTimeline } from './history';
@@ -74,7 +74,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --sqlite-pragma K=V     SQLite pragma of the database file (repeatable; replaces the default
                           journal_mode=wal, synchronous=normal; \`none\` = SQLite's own defaults)
   --dynamic-config K=V    dev server dynamic config value (repeatable) on top of the tuned defaults
-                          (src/temporal/dev-server.ts DEV_SERVER_DYNAMIC_CONFIG), e.g. history.transferProcessorMaxPollRPS=20
+                          (src/temporal/dev-server.ts TUNED_DYNAMIC_CONFIG), e.g. history.transferProcessorMaxPollRPS=20
   --temporal-address H:P  use this Temporal server instead of starting a dev server
   --cluster               start the cluster topology's Temporal server on PostgreSQL (npm run cluster's) and
                           measure against it; \`--scale-out\` (bench/scale-out.ts) measures 1 vs 2 runner processes
@@ -729,7 +729,7 @@ async function main(): Promise<void> {
         // What the server ran with: the launcher's tuned defaults, then --dynamic-config (same for both stacks).
         dynamicConfig: options.temporalAddress
           ? options.dynamicConfig
-          : { ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig },
+          : { ...TUNED_DYNAMIC_CONFIG, ...options.dynamicConfig },
       },
       tuning,
       design: { digest: designDigest() },

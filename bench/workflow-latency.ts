@@ -1,7 +1,7 @@
 /**
  * Sequential latency of the smallest workflows, with nothing of ours around them: what the Temporal
  * server itself costs per workflow. Compares the dev server as we launch it (tuned, see
- * DEV_SERVER_DYNAMIC_CONFIG) with its stock settings, or measures a server given by address.
+ * TUNED_DYNAMIC_CONFIG) with its stock settings, or measures a server given by address.
  *
  *   node --import tsx bench/workflow-latency.ts [--runs 200] [--untuned] [--temporal-address host:port]
  */
@@ -11,14 +11,14 @@ import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { ensureTemporalCli } from '../src/temporal/cli';
-import { DEV_SERVER_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
+import { TUNED_DYNAMIC_CONFIG, startDevServer } from '../src/temporal/dev-server';
 import { latencyActivities } from './latency/activities';
 import { noActivity, oneActivity } from './latency/workflows';
 import { projectRoot } from './processes';
 import { summarize } from './stats';
 
 /** The server's own defaults for the keys we tune: `--untuned` puts them back. */
-const STOCK_VALUES: Record<keyof typeof DEV_SERVER_DYNAMIC_CONFIG, number | boolean> = {
+const STOCK_VALUES: Record<keyof typeof TUNED_DYNAMIC_CONFIG, number | boolean> = {
   'history.transferProcessorMaxPollRPS': 20,
   'history.visibilityProcessorMaxPollRPS': 20,
   'matching.forwarderMaxRatePerSecond': 10,

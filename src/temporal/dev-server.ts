@@ -62,7 +62,7 @@ export interface DevServerOptions {
   searchAttributes?: Record<string, SearchAttributeType>;
   /**
    * Dynamic config values, e.g. `{ 'frontend.enableUpdateWorkflowExecution': true }`, on top of
-   * {@link DEV_SERVER_DYNAMIC_CONFIG} (a key given here replaces the tuned value).
+   * {@link TUNED_DYNAMIC_CONFIG} (a key given here replaces the tuned value).
    */
   dynamicConfig?: Record<string, string | number | boolean>;
   /** Receives the server's output lines, prefixed with `[temporal] `. Omitted = output is only kept for errors. */
@@ -114,8 +114,8 @@ export class DevServerStartError extends Error {
  * - `matching.enableFairness`: owners share a model's task queue by weight (`fairnessKey` / `fairnessWeight` on each
  *   run) instead of one burst starving the others.
  *
- * The dev server alone also gets `matching.numTaskqueueRead/WritePartitions` = 1: one partition keeps each owner's line
- * in order (order is kept per partition), and one process does not need the spread.
+ * - `matching.numTaskqueueRead/WritePartitions` (default 4): order is kept per partition, and one partition keeps each
+ *   owner's line in submit order; with 4, runs on the cluster topology overtook thousands of earlier requests.
  *
  * The rate limits are per shard / per partition; docs/clusters.md says how they apply to a self-hosted cluster.
  */
@@ -124,11 +124,6 @@ export const TUNED_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = 
   'history.visibilityProcessorMaxPollRPS': 1000,
   'matching.forwarderMaxRatePerSecond': 1000,
   'matching.enableFairness': true,
-};
-
-/** {@link TUNED_DYNAMIC_CONFIG}, and one partition per task queue, which a cluster (scripts/cluster) keeps at 4. */
-export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
-  ...TUNED_DYNAMIC_CONFIG,
   'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
 };
@@ -207,7 +202,7 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   for (const [name, type] of Object.entries(options.searchAttributes ?? {})) {
     args.push('--search-attribute', `${name}=${type}`);
   }
-  for (const [key, value] of Object.entries({ ...DEV_SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig })) {
+  for (const [key, value] of Object.entries({ ...TUNED_DYNAMIC_CONFIG, ...options.dynamicConfig })) {
     // The CLI parses each value as JSON, so strings need their quotes.
     args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   }

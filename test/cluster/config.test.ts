@@ -9,7 +9,7 @@ const root = resolve(__dirname, '..', '..');
 const dynamicConfigFile = join(root, 'scripts', 'cluster', 'dynamicconfig.yaml');
 
 describe('the cluster’s server settings', () => {
-  it('tunes the cluster’s server as the dev server we launch (less its one partition per task queue)', () => {
+  it('tunes the cluster’s server as the dev server we launch', () => {
     const file = parse(readFileSync(dynamicConfigFile, 'utf8')) as Record<string, { value: unknown }[]>;
     const values = Object.fromEntries(Object.entries(file).map(([key, [entry]]) => [key, entry!.value]));
     expect(values).toEqual(TUNED_DYNAMIC_CONFIG);
