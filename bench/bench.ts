@@ -78,6 +78,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --temporal-address H:P  use this Temporal server instead of starting a dev server
   --cluster               start the cluster topology's Temporal server on PostgreSQL (npm run cluster's) and
                           measure against it; \`--scale-out\` (bench/scale-out.ts) measures 1 vs 2 runner processes
+  --one-process           run our control worker, model runner and API in one process on one connection, as
+                          \`npm start\` does (src/dev.ts against the bench's server): submits start eagerly
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
   --cpu-prof DIR          write V8 CPU profiles of our worker and API to DIR (summarise them with
                           \`node --import tsx bench/profile-summary.ts DIR\`)
@@ -140,6 +142,8 @@ interface Options {
   temporalAddress?: string;
   /** Run against the cluster topology (PostgreSQL + Temporal server, src/cluster) started by the bench. */
   cluster: boolean;
+  /** Ours as `npm start` runs it: workers and API in one process, sharing the workers' connection. */
+  oneProcess: boolean;
   cpuProf?: string;
   only?: 'ours' | 'baseline';
 }
@@ -168,6 +172,7 @@ function parseOptions(argv: string[]): Options {
       'sqlite-pragma': { type: 'string', multiple: true },
       'temporal-address': { type: 'string' },
       cluster: { type: 'boolean', default: false },
+      'one-process': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
       only: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -238,6 +243,7 @@ function parseOptions(argv: string[]): Options {
     ),
     temporalAddress: values['temporal-address'],
     cluster: values.cluster,
+    oneProcess: values['one-process'],
     cpuProf: values['cpu-prof'] && resolve(values['cpu-prof']),
     only:
       values.only === undefined || values.only === 'ours' || values.only === 'baseline'
@@ -717,8 +723,9 @@ async function main(): Promise<void> {
         platform: `${process.platform}-${process.arch}`,
       },
       options,
-      layout:
-        'separate processes: dev server, our worker (src/worker.ts), our API (src/server.ts), baseline worker; clients and webhook receiver in the bench process',
+      layout: options.oneProcess
+        ? 'separate processes: dev server, ours (src/dev.ts: workers and API on one connection, eager start), baseline worker; clients and webhook receiver in the bench process'
+        : 'separate processes: dev server, our worker (src/worker.ts), our API (src/server.ts), baseline worker; clients and webhook receiver in the bench process',
       temporal: {
         address:
           options.temporalAddress ??
@@ -736,7 +743,7 @@ async function main(): Promise<void> {
     };
 
     if (options.long) {
-      results.long = await longRun(ours, receiver, options, stack.processes.worker.pid, progress);
+      results.long = await longRun(ours, receiver, options, stack.workerPid, progress);
     } else {
       const levels: Record<string, unknown>[] = [];
       let lastOurs: Sample[] = [];
@@ -849,7 +856,7 @@ async function startStacks(
   baselineBundle: string,
   tuning: Tuning,
   progress: Progress,
-  { cpuProf, pollers, pollSeconds }: Pick<Options, 'cpuProf' | 'pollers' | 'pollSeconds'>,
+  { cpuProf, pollers, pollSeconds, oneProcess }: Pick<Options, 'cpuProf' | 'pollers' | 'pollSeconds' | 'oneProcess'>,
 ) {
   const modelsFile = join(dir, 'models.json');
   const model = {
@@ -880,13 +887,21 @@ async function startStacks(
     webhookTimeoutMs: 10_000,
     tuning,
   });
-  progress.log('starting our worker and API, and the baseline worker');
+  progress.log(
+    oneProcess
+      ? 'starting ours (one process) and the baseline worker'
+      : 'starting our worker and API, and the baseline worker',
+  );
   // Profiles are written when a process exits normally, which the bench's SIGTERM at the end gives.
   const profile = (name: string): string[] =>
     cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const processes = {
-    worker: spawnWorker(env, profile('worker')),
-    api: spawnApi({ ...env, PORT: '0' }, profile('api')),
+  // `npm start`'s entry point, against the bench's server (TEMPORAL_ADDRESS set: it starts no dev server of its own).
+  const ourProcesses: Record<string, ServiceProcess> = oneProcess
+    ? { ours: spawnService('ours', 'src/dev.ts', { ...env, PORT: '0' }, 'queue API listening', profile('ours')) }
+    : { worker: spawnWorker(env, profile('worker')), api: spawnApi({ ...env, PORT: '0' }, profile('api')) };
+  const api = ourProcesses.ours ?? ourProcesses.api!;
+  const processes: Record<string, ServiceProcess> = {
+    ...ourProcesses,
     baselineWorker: spawnService(
       'baseline-worker',
       'bench/baseline/worker.ts',
@@ -899,8 +914,9 @@ async function startStacks(
       'workers polling',
     ),
   };
-  const [, apiLine] = await Promise.all([processes.worker.ready, processes.api.ready, processes.baselineWorker.ready]);
-  return { processes, apiUrl: apiUrlOf(apiLine), taskQueue, baselineTaskQueue };
+  await Promise.all(Object.values(processes).map((p) => p.ready));
+  const workerPid = (ourProcesses.ours ?? ourProcesses.worker!).pid;
+  return { processes, apiUrl: apiUrlOf(await api.ready), workerPid, taskQueue, baselineTaskQueue };
 }
 
 /**

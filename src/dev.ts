@@ -53,7 +53,8 @@ async function main(): Promise<void> {
   }
 
   const workers = await startWorkers(config, registry, logger);
-  const server = await startServer(config, registry, logger);
+  // One connection for all: the API's submits start request workflows eagerly on this process's control worker.
+  const server = await startServer(config, registry, logger, { workerConnection: workers.connection });
 
   const key = config.apiKeys[0]!;
   console.log(

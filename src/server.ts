@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import type { Express } from 'express';
 import { createApp } from './api/app';
@@ -43,9 +44,26 @@ export interface QueueApi {
 }
 
 /** What {@link createQueueApi} needs: the process's one Temporal connection and the configuration. */
-export interface QueueApiOptions {
-  /** A client connection (`Connection.connect`), open for as long as the API serves; the API's client uses it. */
-  connection: Connection;
+export type QueueApiOptions = QueueApiBaseOptions &
+  (
+    | {
+        /** A client connection (`Connection.connect`), open for as long as the API serves; the API's client uses it. */
+        connection: Connection;
+        eagerStart?: false;
+      }
+    | {
+        /** The connection of this process's workers, open for as long as the API serves; the API's client uses it. */
+        connection: NativeConnection;
+        /**
+         * Set when a worker on `connection` polls the control task queue (`config.temporal.taskQueue`): request
+         * workflows then start eagerly, their first workflow task handed back to that worker with the start instead of
+         * through matching (docs/performance.md). When it has no free slot, the server dispatches the task as usual.
+         */
+        eagerStart?: boolean;
+      }
+  );
+
+interface QueueApiBaseOptions {
   config: Config;
   registry: ModelRegistry;
   logger: Logger;
@@ -56,7 +74,13 @@ export interface QueueApiOptions {
  * application that embeds the queue mounts `app` in its own Express app. Reads the webhook signing keys
  * (`WEBHOOK_KEYS_DIR`), creating them on first use.
  */
-export async function createQueueApi({ connection, config, registry, logger }: QueueApiOptions): Promise<QueueApi> {
+export async function createQueueApi({
+  connection,
+  eagerStart,
+  config,
+  registry,
+  logger,
+}: QueueApiOptions): Promise<QueueApi> {
   // The API hands out file URLs based on how each request reached it, so the store needs no base URL of its own.
   const fileStore = createFileStore(config, '');
   // The operators' codec endpoint decrypts only: a claim-checked payload shows as its readable reference.
@@ -84,6 +108,7 @@ export async function createQueueApi({ connection, config, registry, logger }: Q
     registry,
     searchAttributes: config.temporal.searchAttributes,
     metrics,
+    eagerStart,
     webhook: {
       scheduleMs: config.webhook.scheduleMs,
       attemptTimeoutMs: config.webhook.attemptTimeoutMs,
@@ -150,21 +175,42 @@ export async function createQueueApi({ connection, config, registry, logger }: Q
   };
 }
 
-/** Connects one Temporal client for the process and serves the queue API on config.http. */
-export async function startServer(config: Config, registry: ModelRegistry, logger: Logger): Promise<RunningServer> {
+/** What {@link startServer} may share with workers of the same process. */
+export interface StartServerOptions {
+  /**
+   * The connection of this process's workers ({@link RunningWorkers.connection}): the API uses it instead of a
+   * connection of its own, and leaves it open when it stops. When `config.worker.control` is set (the workers poll
+   * the control task queue), request workflows start eagerly on them (see {@link QueueApiOptions}).
+   */
+  workerConnection?: NativeConnection;
+}
+
+/** Connects one Temporal client for the process (or shares its workers') and serves the queue API on config.http. */
+export async function startServer(
+  config: Config,
+  registry: ModelRegistry,
+  logger: Logger,
+  { workerConnection }: StartServerOptions = {},
+): Promise<RunningServer> {
   if (config.apiKeys.some((k) => `${k.id}:${k.secret}` === LOCAL_DEV_KEY)) {
     logger.warn(
       `API_KEYS is unset: accepting the local development key "${LOCAL_DEV_KEY}"; set API_KEYS in production`,
     );
   }
-  const connection = await connectToTemporal(config.temporal, (options) => Connection.connect(options));
+  const connection =
+    workerConnection ?? (await connectToTemporal(config.temporal, (options) => Connection.connect(options)));
+  const closeOwnConnection = () => (workerConnection ? Promise.resolve() : connection.close());
   if (config.temporal.searchAttributes) {
     await assertSearchAttributes(connection, config.temporal.namespace).catch(async (err: unknown) => {
-      await connection.close();
+      await closeOwnConnection();
       throw err;
     });
   }
-  const api = await createQueueApi({ connection, config, registry, logger });
+  const api = await createQueueApi(
+    workerConnection
+      ? { connection: workerConnection, eagerStart: config.worker.control, config, registry, logger }
+      : { connection: connection as Connection, config, registry, logger },
+  );
   const server = api.app.listen(config.http.port, config.http.host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -185,7 +231,7 @@ export async function startServer(config: Config, registry: ModelRegistry, logge
           server.closeIdleConnections();
         });
         await api.close();
-        await connection.close();
+        await closeOwnConnection();
       })();
       return stopping;
     },

@@ -146,6 +146,8 @@ function modelsToServe(registry: ModelRegistry, wanted: readonly string[] | '*')
 
 export interface RunningWorkers {
   workers: Worker[];
+  /** The workers' connection, which an API in the same process may share (`startServer`'s `workerConnection`). */
+  connection: NativeConnection;
   /** Resolves when every worker has stopped. */
   done: Promise<void>;
   /** Stops polling, lets in-flight tasks finish, closes the connection. */
@@ -194,6 +196,7 @@ export async function startWorkers(
   let stopping: Promise<void> | undefined;
   return {
     workers,
+    connection,
     done,
     metricsUrl: metricsServer?.url,
     stop() {

@@ -51,10 +51,17 @@ export interface RequestsClientOptions {
   webhook: InferenceRequestInput['webhook'];
   /** Start requests with the search attributes of `observability/search-attributes.ts` (they must be registered). */
   searchAttributes?: boolean;
-  /** Counts accepted submits (`fal_queue_requests_submitted_total`). */
-  metrics?: Pick<QueueMetrics, 'submitted'>;
+  /** Counts accepted submits (`fal_queue_requests_submitted_total`), and those started eagerly. */
+  metrics?: Pick<QueueMetrics, 'submitted' | 'startedEagerly'>;
   /** Answer status reads from a {@link ViewCache}; omitted = every read goes to Temporal. */
   viewCache?: Omit<ViewCacheOptions, 'onError'> & { onError?: ViewCacheOptions['onError'] };
+  /**
+   * Ask for Temporal's eager workflow start: the server hands the request's first workflow task back with the start,
+   * to a control worker of this process, instead of through matching. Only for a client on the `NativeConnection` of
+   * a worker that polls `taskQueue` (the SDK refuses the start otherwise); when that worker has no free slot, the
+   * task is dispatched as usual.
+   */
+  eagerStart?: boolean;
 }
 
 /**
@@ -135,11 +142,13 @@ export class RequestsClient {
       startTimeoutSeconds: req.startTimeoutSeconds,
       deliveryLogInResult: true,
     };
+    let eagerlyStarted: boolean;
     try {
-      await this.client.workflow.start(INFERENCE_REQUEST_WORKFLOW_TYPE, {
+      ({ eagerlyStarted } = await this.client.workflow.start(INFERENCE_REQUEST_WORKFLOW_TYPE, {
         workflowId: requestId,
         taskQueue: this.options.taskQueue,
         args: [input],
+        requestEagerStart: this.options.eagerStart,
         memo: { owner: req.owner, modelId: req.modelId } satisfies RequestMemo,
         ...(this.options.searchAttributes && {
           typedSearchAttributes: initialRequestSearchAttributes(req.owner, req.modelId, place?.admitted ?? false),
@@ -149,7 +158,7 @@ export class RequestsClient {
           workflowIdConflictPolicy: 'USE_EXISTING',
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
         }),
-      });
+      }));
     } catch (err) {
       // The place taken above belongs to no workflow (or to the finished request a repeated key names).
       if (place) await this.admission.release(model.id, requestId).catch(() => undefined);
@@ -159,6 +168,7 @@ export class RequestsClient {
       throw err;
     }
     this.options.metrics?.submitted.inc({ model: model.id });
+    if (eagerlyStarted) this.options.metrics?.startedEagerly.inc({ model: model.id });
     return { requestId, queuePosition: place && !place.admitted ? place.position : 0 };
   }
 

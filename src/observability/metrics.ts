@@ -32,6 +32,7 @@ export type WebhookAttemptResult = (typeof WebhookAttemptResult)[keyof typeof We
  * | series | moved by |
  * | --- | --- |
  * | `fal_queue_requests_submitted_total{model}` | API (submit) |
+ * | `fal_queue_requests_started_eagerly_total{model}` | API (submit, sharing its connection with a control worker) |
  * | `fal_queue_depth{model}`, `fal_queue_oldest_age_seconds{model}` | API, read from Temporal at scrape time |
  * | `fal_queue_requests_completed_total{model,outcome}` | control worker (workflow interceptor → sink) |
  * | `fal_queue_webhook_delivery_latency_seconds{result}` | control worker (workflow interceptor → sink) |
@@ -42,6 +43,7 @@ export type WebhookAttemptResult = (typeof WebhookAttemptResult)[keyof typeof We
 export interface QueueMetrics {
   registry: Registry;
   submitted: Counter<'model'>;
+  startedEagerly: Counter<'model'>;
   completed: Counter<'model' | 'outcome'>;
   inferenceDuration: Histogram<'model' | 'result'>;
   webhookAttempts: Counter<'result'>;
@@ -95,6 +97,12 @@ export function createMetrics(registry: Registry = new Registry()): QueueMetrics
     submitted: new Counter({
       name: 'fal_queue_requests_submitted_total',
       help: 'Requests accepted by the API',
+      labelNames: ['model'],
+      registers: [registry],
+    }),
+    startedEagerly: new Counter({
+      name: 'fal_queue_requests_started_eagerly_total',
+      help: 'Accepted requests whose first workflow task came back with the start, to a control worker of the API process',
       labelNames: ['model'],
       registers: [registry],
     }),

@@ -2,6 +2,9 @@ import type { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { modelTaskQueue, type ModelRegistry } from '../models/registry';
 import type { QueueProbe } from './metrics';
+
+/** What these checks call: a client `Connection`, or the `NativeConnection` an API shares with its workers. */
+type TemporalConnection = Pick<Connection, 'workflowService' | 'operatorService' | 'withDeadline'>;
 import { FalModelId, FalState, FalStateValue } from '../workflows/shared/search-attributes';
 import { REQUEST_SEARCH_ATTRIBUTES, searchAttributeCreateCommands } from './search-attributes';
 
@@ -11,7 +14,7 @@ export class SearchAttributesMissingError extends Error {
 }
 
 /** Resolves when the frontend answers for `namespace` within `timeoutMs` (what `/readyz` reports). */
-export async function checkTemporalReady(connection: Connection, namespace: string, timeoutMs: number): Promise<void> {
+export async function checkTemporalReady(connection: TemporalConnection, namespace: string, timeoutMs: number): Promise<void> {
   await connection.withDeadline(Date.now() + timeoutMs, () =>
     connection.workflowService.describeNamespace({ namespace }),
   );
@@ -21,7 +24,7 @@ export async function checkTemporalReady(connection: Connection, namespace: stri
  * Refuses to start against a namespace without our search attributes: starting a workflow with
  * unknown attributes fails every submit, so this says so once, at start, with the fix.
  */
-export async function assertSearchAttributes(connection: Connection, namespace: string): Promise<void> {
+export async function assertSearchAttributes(connection: TemporalConnection, namespace: string): Promise<void> {
   const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
   const registered = customAttributes ?? {};
   const missing = REQUEST_SEARCH_ATTRIBUTES.filter((key) => registered[key.name] === undefined);
@@ -48,7 +51,7 @@ const MAX_PAGES = 5;
  * Without search attributes only the backlog is known.
  */
 export function queueDepthProbe(
-  connection: Connection,
+  connection: TemporalConnection,
   options: {
     namespace: string;
     taskQueue: string;

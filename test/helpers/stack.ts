@@ -21,6 +21,11 @@ export interface StackOptions {
   workers?: boolean;
   /** Code-only options of the in-process workers' model runners (built-in hooks that hold a run). */
   runnerOptions?: RunnerOptions;
+  /**
+   * Start the workers first and serve the API on their connection, as `npm start` does (submits then start request
+   * workflows eagerly). Files the workers store then get URLs on the default base URL, not the API's.
+   */
+  shareConnection?: boolean;
 }
 
 export interface Stack {
@@ -64,11 +69,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const registry = ModelRegistry.fromObject(options.models);
   const logger = pino({ level: config.logLevel });
   quietTemporalRuntime(logger);
-  const server = await startServer(config, registry, logger);
+  const shared = options.shareConnection
+    ? await startWorkers(config, registry, logger, options.runnerOptions)
+    : undefined;
+  const server = await startServer(config, registry, logger, { workerConnection: shared?.connection });
   // Workers write file URLs; they must point at the API that serves them.
   config.http.publicBaseUrl = server.url;
   env.PUBLIC_BASE_URL = server.url;
-  const started: RunningWorkers[] = [];
+  const started: RunningWorkers[] = shared ? [shared] : [];
   const stack: Stack = {
     url: server.url,
     config,
@@ -92,7 +100,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       await Promise.all(started.map((w) => w.stop()));
     },
   };
-  if (options.workers !== false) stack.workers = await stack.startWorkers();
+  if (shared) stack.workers = shared;
+  else if (options.workers !== false) stack.workers = await stack.startWorkers();
   return stack;
 }
 
