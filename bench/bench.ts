@@ -79,7 +79,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --cluster               start the cluster topology's Temporal server on PostgreSQL (npm run cluster's) and
                           measure against it; \`--scale-out\` (bench/scale-out.ts) measures 1 vs 2 runner processes
   --one-process           run our control worker, model runner and API in one process on one connection, as
-                          \`npm start\` does (src/dev.ts against the bench's server): submits start eagerly
+                          \`npm start\` does (src/dev.ts against the bench's server); with TEMPORAL_EAGER_START=true
+                          in the environment, submits start eagerly
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
   --cpu-prof DIR          write V8 CPU profiles of our worker and API to DIR (summarise them with
                           \`node --import tsx bench/profile-summary.ts DIR\`)
@@ -724,7 +725,7 @@ async function main(): Promise<void> {
       },
       options,
       layout: options.oneProcess
-        ? 'separate processes: dev server, ours (src/dev.ts: workers and API on one connection, eager start), baseline worker; clients and webhook receiver in the bench process'
+        ? `separate processes: dev server, ours (src/dev.ts: workers and API on one connection${config.temporal.eagerStart ? ', eager start' : ''}), baseline worker; clients and webhook receiver in the bench process`
         : 'separate processes: dev server, our worker (src/worker.ts), our API (src/server.ts), baseline worker; clients and webhook receiver in the bench process',
       temporal: {
         address:

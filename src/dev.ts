@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   }
 
   const workers = await startWorkers(config, registry, logger);
-  // One connection for all: the API's submits start request workflows eagerly on this process's control worker.
+  // One connection for all; with TEMPORAL_EAGER_START, submits start request workflows on this process's control worker.
   const server = await startServer(config, registry, logger, { workerConnection: workers.connection });
 
   const key = config.apiKeys[0]!;

@@ -179,8 +179,8 @@ export async function createQueueApi({
 export interface StartServerOptions {
   /**
    * The connection of this process's workers ({@link RunningWorkers.connection}): the API uses it instead of a
-   * connection of its own, and leaves it open when it stops. When `config.worker.control` is set (the workers poll
-   * the control task queue), request workflows start eagerly on them (see {@link QueueApiOptions}).
+   * connection of its own, and leaves it open when it stops. With `TEMPORAL_EAGER_START` set and `config.worker.control`
+   * (the workers poll the control task queue), request workflows start eagerly on them (see {@link QueueApiOptions}).
    */
   workerConnection?: NativeConnection;
 }
@@ -208,7 +208,13 @@ export async function startServer(
   }
   const api = await createQueueApi(
     workerConnection
-      ? { connection: workerConnection, eagerStart: config.worker.control, config, registry, logger }
+      ? {
+          connection: workerConnection,
+          eagerStart: config.temporal.eagerStart && config.worker.control,
+          config,
+          registry,
+          logger,
+        }
       : { connection: connection as Connection, config, registry, logger },
   );
   const server = api.app.listen(config.http.port, config.http.host);

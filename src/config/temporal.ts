@@ -15,6 +15,12 @@ export interface TemporalConfig {
   devServerUiPort: number;
   /** Whether requests carry the search attributes of `src/observability/search-attributes.ts` (they must be registered). */
   searchAttributes: boolean;
+  /**
+   * Whether an API that shares its process and connection with a control worker (`npm start`, `startServer`'s
+   * `workerConnection`) asks for eager workflow starts (docs/performance.md: less server work per request, a worse
+   * tail under load).
+   */
+  eagerStart: boolean;
 }
 
 /**
@@ -50,6 +56,7 @@ export function temporalConfig(e: Env, cwd: string): TemporalConfig {
     devServerPort: e.TEMPORAL_PORT,
     devServerUiPort: e.TEMPORAL_UI_PORT,
     searchAttributes: e.TEMPORAL_SEARCH_ATTRIBUTES,
+    eagerStart: e.TEMPORAL_EAGER_START,
   };
 }
 

@@ -14,7 +14,11 @@ export class SearchAttributesMissingError extends Error {
 }
 
 /** Resolves when the frontend answers for `namespace` within `timeoutMs` (what `/readyz` reports). */
-export async function checkTemporalReady(connection: TemporalConnection, namespace: string, timeoutMs: number): Promise<void> {
+export async function checkTemporalReady(
+  connection: TemporalConnection,
+  namespace: string,
+  timeoutMs: number,
+): Promise<void> {
   await connection.withDeadline(Date.now() + timeoutMs, () =>
     connection.workflowService.describeNamespace({ namespace }),
   );
