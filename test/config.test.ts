@@ -1,6 +1,20 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError, LOCAL_DEV_KEY, loadConfig, parseDuration } from '../src/config';
+import { EnvSchema } from '../src/config/env';
 
 describe('configuration from the environment', () => {
+  it('documents every variable it reads in a table of docs/operations.md', () => {
+    const docs = readFileSync(join(__dirname, '..', 'docs', 'operations.md'), 'utf8');
+    const tableCells = new Set(
+      docs
+        .split('\n')
+        .filter((line) => line.startsWith('|'))
+        .flatMap((line) => [...line.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1])),
+    );
+    expect(Object.keys(EnvSchema.shape).filter((name) => !tableCells.has(name))).toEqual([]);
+  });
+
   it('has defaults that run locally: port 8080, the dev key, the Standard Webhooks schedule', () => {
     const config = loadConfig({}, '/srv');
     expect(config.http).toMatchObject({ host: '127.0.0.1', port: 8080 });
