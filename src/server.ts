@@ -178,7 +178,7 @@ export async function createQueueApi({
 /** What {@link startServer} may share with workers of the same process. */
 export interface StartServerOptions {
   /**
-   * The connection of this process's workers ({@link RunningWorkers.connection}): the API uses it instead of a
+   * The connection of this process's workers (`startWorkers(...).connection`): the API uses it instead of a
    * connection of its own, and leaves it open when it stops. With `TEMPORAL_EAGER_START` set and `config.worker.control`
    * (the workers poll the control task queue), request workflows start eagerly on them (see {@link QueueApiOptions}).
    */

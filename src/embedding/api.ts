@@ -4,7 +4,7 @@
  * Express app. docs/embedding.md shows it, and test/embedding runs that example from the packed package.
  */
 export { createQueueApi, startServer } from '../server';
-export type { QueueApi, QueueApiOptions, RunningServer } from '../server';
+export type { QueueApi, QueueApiOptions, RunningServer, StartServerOptions } from '../server';
 export { createApp } from '../api/app';
 export type { AppDeps } from '../api/app';
 export { apiRoutes, apiDocument } from '../api/api-routes';
