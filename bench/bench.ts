@@ -724,9 +724,11 @@ async function main(): Promise<void> {
         platform: `${process.platform}-${process.arch}`,
       },
       options,
-      layout: options.oneProcess
-        ? `separate processes: dev server, ours (src/dev.ts: workers and API on one connection${config.temporal.eagerStart ? ', eager start' : ''}), baseline worker; clients and webhook receiver in the bench process`
-        : 'separate processes: dev server, our worker (src/worker.ts), our API (src/server.ts), baseline worker; clients and webhook receiver in the bench process',
+      layout: `separate processes: dev server, ${
+        options.oneProcess
+          ? `ours (src/dev.ts: workers and API on one connection${config.temporal.eagerStart ? ', eager start' : ''})`
+          : 'our worker (src/worker.ts), our API (src/server.ts)'
+      }, baseline worker; clients and webhook receiver in the bench process`,
       temporal: {
         address:
           options.temporalAddress ??

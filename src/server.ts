@@ -197,25 +197,26 @@ export async function startServer(
       `API_KEYS is unset: accepting the local development key "${LOCAL_DEV_KEY}"; set API_KEYS in production`,
     );
   }
-  const connection =
-    workerConnection ?? (await connectToTemporal(config.temporal, (options) => Connection.connect(options)));
-  const closeOwnConnection = () => (workerConnection ? Promise.resolve() : connection.close());
+  // A connection of its own unless it shares the workers'; only its own is closed when it stops.
+  const own = workerConnection
+    ? undefined
+    : await connectToTemporal(config.temporal, (options) => Connection.connect(options));
   if (config.temporal.searchAttributes) {
-    await assertSearchAttributes(connection, config.temporal.namespace).catch(async (err: unknown) => {
-      await closeOwnConnection();
+    await assertSearchAttributes(own ?? workerConnection!, config.temporal.namespace).catch(async (err: unknown) => {
+      await own?.close();
       throw err;
     });
   }
   const api = await createQueueApi(
-    workerConnection
-      ? {
-          connection: workerConnection,
+    own
+      ? { connection: own, config, registry, logger }
+      : {
+          connection: workerConnection!,
           eagerStart: config.temporal.eagerStart && config.worker.control,
           config,
           registry,
           logger,
-        }
-      : { connection: connection as Connection, config, registry, logger },
+        },
   );
   const server = api.app.listen(config.http.port, config.http.host);
   await once(server, 'listening');
@@ -237,7 +238,7 @@ export async function startServer(
           server.closeIdleConnections();
         });
         await api.close();
-        await closeOwnConnection();
+        await own?.close();
       })();
       return stopping;
     },

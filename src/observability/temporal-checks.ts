@@ -2,11 +2,11 @@ import type { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { modelTaskQueue, type ModelRegistry } from '../models/registry';
 import type { QueueProbe } from './metrics';
+import { FalModelId, FalState, FalStateValue } from '../workflows/shared/search-attributes';
+import { REQUEST_SEARCH_ATTRIBUTES, searchAttributeCreateCommands } from './search-attributes';
 
 /** What these checks call: a client `Connection`, or the `NativeConnection` an API shares with its workers. */
 type TemporalConnection = Pick<Connection, 'workflowService' | 'operatorService' | 'withDeadline'>;
-import { FalModelId, FalState, FalStateValue } from '../workflows/shared/search-attributes';
-import { REQUEST_SEARCH_ATTRIBUTES, searchAttributeCreateCommands } from './search-attributes';
 
 /** Thrown at start when the namespace lacks our search attributes; the message has the commands that add them. */
 export class SearchAttributesMissingError extends Error {

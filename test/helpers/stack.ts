@@ -22,8 +22,9 @@ export interface StackOptions {
   /** Code-only options of the in-process workers' model runners (built-in hooks that hold a run). */
   runnerOptions?: RunnerOptions;
   /**
-   * Start the workers first and serve the API on their connection, as `npm start` does (submits then start request
-   * workflows eagerly). Files the workers store then get URLs on the default base URL, not the API's.
+   * Start the workers first and serve the API on their connection, as `npm start` does (with TEMPORAL_EAGER_START in
+   * `env`, submits then start request workflows eagerly). Files the workers store then get URLs on the default base
+   * URL, not the API's.
    */
   shareConnection?: boolean;
 }
