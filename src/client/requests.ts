@@ -141,6 +141,7 @@ export class RequestsClient {
         : { priority: runPriority(priority, req.owner, ownerWeight(this.options.registry.file, model, req.owner)) },
       startTimeoutSeconds: req.startTimeoutSeconds,
       deliveryLogInResult: true,
+      completedStateAtClose: true,
     };
     let eagerlyStarted: boolean;
     try {

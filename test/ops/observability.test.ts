@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { Client } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { startGatedBackend, type GatedBackend } from '../helpers/gated-backend';
 import { respondJson, startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { eventually } from '../helpers/stack';
@@ -128,6 +130,27 @@ describe('observability: metrics, request-scoped logs, search attributes', () =>
     await eventually(async () => (metricValue(await scrape(), 'fal_queue_depth', model) === 0 ? true : undefined));
 
     await listed(`FalModelId='${MODEL}' AND FalState='COMPLETED'`, [first, second, third]);
+    // With a webhook, COMPLETED is written in the workflow task that closes the request, after the webhook's attempt:
+    // Temporal then skips that upsert's own visibility write, and the close record carries it.
+    const client = new Client({ connection: stack.workers.connection, namespace: stack.config.temporal.namespace });
+    const events = (await client.workflow.getHandle(first).fetchHistory()).events ?? [];
+    const named = events.map((e) => {
+      const type = String(temporal.api.enums.v1.EventType[e.eventType ?? 0]).replace('EVENT_TYPE_', '');
+      const fields = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields;
+      return fields ? `${type} ${Buffer.from(fields.FalState?.data ?? []).toString()}` : type;
+    });
+    expect(named.filter((n) => n.startsWith('UPSERT'))).toEqual([
+      'UPSERT_WORKFLOW_SEARCH_ATTRIBUTES "DISPATCHED"',
+      'UPSERT_WORKFLOW_SEARCH_ATTRIBUTES "COMPLETED"',
+    ]);
+    expect(named.slice(-6)).toEqual([
+      'ACTIVITY_TASK_COMPLETED', // the webhook's attempt
+      'WORKFLOW_TASK_SCHEDULED',
+      'WORKFLOW_TASK_STARTED',
+      'WORKFLOW_TASK_COMPLETED',
+      'UPSERT_WORKFLOW_SEARCH_ATTRIBUTES "COMPLETED"',
+      'WORKFLOW_EXECUTION_COMPLETED',
+    ]);
 
     // The worker process has its own endpoint (METRICS_PORT) with the series it moves.
     expect(stack.workers.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);

@@ -46,6 +46,15 @@ export interface InferenceRequestInput {
    * replay unchanged) = the memo, as before. A cancelled request has no result and still uses the memo.
    */
   deliveryLogInResult?: boolean;
+  /**
+   * FalState moves to COMPLETED (and FalErrorType is set) in the workflow task that closes the request, after the
+   * webhook's first attempt, rather than in the one that records the outcome. Temporal skips the visibility write of
+   * an upsert whose workflow has closed by the time it gets to it, so the close record carries COMPLETED and every
+   * request with a webhook saves one visibility write, the dearest of its server work (docs/performance.md). What it
+   * costs: while that first attempt is under way, visibility still shows the state before the outcome. Absent
+   * (requests of an older API, and the recorded histories, which must replay unchanged) = at the outcome, as before.
+   */
+  completedStateAtClose?: boolean;
 }
 
 /** What the `inferenceRequest` workflow returns: how the request ended, and its settled webhook delivery's log. */

@@ -96,7 +96,9 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
   }
   progress.status = QueueStatus.Completed;
   progress.outcome = outcome;
-  upsertRequestState(FalStateValue.Completed, outcome.status === 'ERROR' ? outcome.errorType : undefined);
+  const recordCompleted = () =>
+    upsertRequestState(FalStateValue.Completed, outcome.status === 'ERROR' ? outcome.errorType : undefined);
+  if (!req.completedStateAtClose) recordCompleted();
 
   // The slot (or the place in the queue) goes back at once, alongside the webhook hand-off. Awaited before the
   // workflow ends: Temporal drops signals of a workflow that has closed.
@@ -108,6 +110,8 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
   const logInResult = req.deliveryLogInResult === true && !cancellation;
   const settled = await CancellationScope.nonCancellable(() => deliverFromRequest(req, outcome, { logInResult }));
   await released;
+  // In the closing workflow task: the close writes it to visibility (see InferenceRequestInput.completedStateAtClose).
+  if (req.completedStateAtClose) recordCompleted();
   // Ending as Cancelled (not Completed) lets operators see it for what it is in the Temporal UI.
   if (cancellation) throw cancellation;
   return logInResult && settled ? { ...outcome, webhookDelivery: settled } : outcome;
