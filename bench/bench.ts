@@ -51,6 +51,7 @@ import {
 import { Progress } from './progress';
 import { startRunScope } from './run-scope';
 import { nowMs, WebhookReceiver } from './receiver';
+import { opsPerRequest, readServerOps, type ServerOps } from './server-metrics';
 import { leastSquaresSlope, mib, ratio, round, summarize, table, type Summary } from './stats';
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -290,6 +291,8 @@ interface LevelResult {
   workflowTypes: string[];
   /** CPU time each process spent per measured request (ms), from /proc: robust to a busy machine. */
   cpuMsPerRequest: Record<string, number | undefined>;
+  /** The server's database calls per measured request, by store and operation (a dev server the bench started). */
+  serverOpsPerRequest?: ServerOps;
 }
 
 /** The result of a system that was not measured (`--only`). */
@@ -378,6 +381,7 @@ async function measureLevel(
   options: Options,
   progress: Progress,
   cpu: () => Record<string, number | undefined>,
+  serverOps: () => Promise<ServerOps | undefined>,
 ): Promise<{ result: LevelResult; samples: Sample[] }> {
   const warmup = options.warmup ?? Math.max(20, concurrency * 2);
   if (warmup > 0) {
@@ -387,9 +391,11 @@ async function measureLevel(
   }
   const limit = options.durationS ? { until: Date.now() + options.durationS * 1000 } : { requests: options.requests };
   progress.start(`${system.name} c=${concurrency}`, limit.requests ?? 0);
+  const opsBefore = await serverOps();
   const cpuBefore = cpu();
   const { samples, errors } = await closedLoop(system, receiver, concurrency, limit, () => progress.tick());
   const cpuAfter = cpu();
+  const opsAfter = await serverOps();
   const cpuMsPerRequest = Object.fromEntries(
     Object.entries(cpuAfter).map(([name, after]) => {
       const before = cpuBefore[name];
@@ -435,6 +441,7 @@ async function measureLevel(
       historyEventsPerRequest: p50(read.map((r) => r.timeline.historyEvents)),
       workflowTypes: [...types],
       cpuMsPerRequest,
+      serverOpsPerRequest: opsPerRequest(opsBefore, opsAfter, samples.length),
     },
   };
 }
@@ -669,6 +676,7 @@ async function main(): Promise<void> {
         return (usage.user + usage.system) / 1000;
       })(),
     });
+    const serverOps = () => readServerOps(temporal.metricsUrl);
 
     const ours: System = {
       name: 'ours',
@@ -755,11 +763,11 @@ async function main(): Promise<void> {
         const base =
           options.only === 'ours'
             ? skipped
-            : await measureLevel(baseline, receiver, client, concurrency, options, progress, cpu);
+            : await measureLevel(baseline, receiver, client, concurrency, options, progress, cpu, serverOps);
         const our =
           options.only === 'baseline'
             ? skipped
-            : await measureLevel(ours, receiver, client, concurrency, options, progress, cpu);
+            : await measureLevel(ours, receiver, client, concurrency, options, progress, cpu, serverOps);
         lastOurs = our.samples;
         levels.push({
           concurrency,
@@ -816,7 +824,7 @@ async function startTemporal(
   options: Options,
   dbFile: string | undefined,
   progress: Progress,
-): Promise<{ address: string; cliVersion?: string; pid?: number; stop(): Promise<void> }> {
+): Promise<{ address: string; cliVersion?: string; pid?: number; metricsUrl?: string; stop(): Promise<void> }> {
   if (options.temporalAddress) return { address: options.temporalAddress, stop: async () => undefined };
   if (options.cluster) {
     // PostgreSQL must be able to enter the directory when we run as root (it runs as the `postgres` user).
@@ -846,9 +854,16 @@ async function startTemporal(
     sqlitePragmas: options.sqlitePragmas,
     port: 0,
     uiPort: false,
+    metricsPort: 0,
     dynamicConfig: options.dynamicConfig,
   });
-  return { address: server.address, cliVersion, pid: server.pid, stop: () => server.stop() };
+  return {
+    address: server.address,
+    cliVersion,
+    pid: server.pid,
+    metricsUrl: server.metricsUrl,
+    stop: () => server.stop(),
+  };
 }
 
 /** Our worker and API, and the baseline worker, each in its own process against `temporal`. */
@@ -1139,6 +1154,29 @@ function report(r: Record<string, unknown>): string {
               t.bytesPerRequest,
             ]),
             [system, 'total', undefined, c.eventsPerRequest, undefined],
+          ]),
+        ),
+      );
+    }
+    const opKeys = [
+      ...new Set(
+        levels.flatMap((l) =>
+          (['baseline', 'ours'] as const).flatMap((k) => Object.keys(l[k].serverOpsPerRequest ?? {})),
+        ),
+      ),
+    ].sort();
+    if (opKeys.length > 0) {
+      lines.push(
+        '',
+        'Temporal server: database calls per request, by store and operation (the server’s own metrics)',
+        '',
+      );
+      lines.push(
+        table(
+          ['store operation', ...levels.flatMap((l) => [`c=${l.concurrency} baseline`, `c=${l.concurrency} ours`])],
+          opKeys.map((key) => [
+            key,
+            ...levels.flatMap((l) => (['baseline', 'ours'] as const).map((k) => l[k].serverOpsPerRequest?.[key])),
           ]),
         ),
       );

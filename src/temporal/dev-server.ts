@@ -49,6 +49,11 @@ export interface DevServerOptions {
    */
   uiPort?: number | false;
   /**
+   * Port of the server's own Prometheus metrics (`--metrics-port`, served at `/metrics`); 0 picks a free one. The
+   * bench reads what each request costs the server from them. Omitted = no metrics listener.
+   */
+  metricsPort?: number;
+  /**
    * Namespace to create (besides `default`, which always exists) and to check for readiness.
    * @default 'default'
    */
@@ -80,6 +85,8 @@ export interface DevServer {
   address: string;
   /** Web UI URL, unless headless. */
   uiUrl?: string;
+  /** The server's Prometheus metrics (`http://host:port/metrics`), when {@link DevServerOptions.metricsPort} was given. */
+  metricsUrl?: string;
   /** Namespace that was checked for readiness. */
   namespace: string;
   /** Process id of the `temporal` CLI. */
@@ -175,6 +182,7 @@ function lostPortRace(err: unknown, options: DevServerOptions): boolean {
   const fixed: number[] = [];
   if (options.port !== 0) fixed.push(options.port ?? DEFAULT_TEMPORAL_PORT);
   if (typeof options.uiPort === 'number' && options.uiPort !== 0) fixed.push(options.uiPort);
+  if (options.metricsPort) fixed.push(options.metricsPort);
   if (options.uiPort === undefined && options.port !== 0) fixed.push((options.port ?? DEFAULT_TEMPORAL_PORT) + 1000);
   return inUse.length > 0 && !inUse.some((line) => fixed.some((port) => line.includes(`:${port}:`)));
 }
@@ -188,13 +196,16 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   const pickPort = options.port === 0;
   // A UI port derived from a random frontend port could collide with another server's; pick that one too.
   const pickUiPort = options.uiPort === 0 || (pickPort && options.uiPort === undefined);
-  const free = await findFreePorts(ip, Number(pickPort) + Number(pickUiPort));
+  const pickMetricsPort = options.metricsPort === 0;
+  const free = await findFreePorts(ip, Number(pickPort) + Number(pickUiPort) + Number(pickMetricsPort));
   const port = pickPort ? free.shift()! : (options.port ?? DEFAULT_TEMPORAL_PORT);
   const uiPort = options.uiPort === false ? false : pickUiPort ? free.shift()! : (options.uiPort ?? port + 1000);
+  const metricsPort = pickMetricsPort ? free.shift()! : options.metricsPort;
 
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(port)];
   args.push(...(uiPort === false ? ['--headless'] : ['--ui-port', String(uiPort)]));
   if (options.uiCodecEndpoint && uiPort !== false) args.push('--ui-codec-endpoint', options.uiCodecEndpoint);
+  if (metricsPort !== undefined) args.push('--metrics-port', String(metricsPort));
   if (options.dbFile) {
     const dbFile = resolve(options.dbFile);
     await mkdir(dirname(dbFile), { recursive: true });
@@ -288,6 +299,7 @@ async function launch(options: DevServerOptions): Promise<DevServer> {
   return {
     address,
     uiUrl: uiPort === false ? undefined : `http://${formatAddress(connectHost(ip), uiPort)}`,
+    metricsUrl: metricsPort === undefined ? undefined : `http://${formatAddress(connectHost(ip), metricsPort)}/metrics`,
     namespace,
     pid: child.pid!,
     stop,

@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
+import { defaultPayloadConverter, defineSearchAttributeKey } from '@temporalio/common';
+import { msToTs } from '@temporalio/common/lib/time';
+import { temporal } from '@temporalio/proto';
 import {
   TEMPORAL_CLI_VERSION,
   TEMPORAL_TEST_SERVER_VERSION,
@@ -15,6 +18,8 @@ import {
 import { startDevServer, type DevServer } from '../../src/temporal/dev-server';
 import { findFreePort } from '../../src/temporal/net';
 import { waitForTemporal } from '../../src/temporal/readiness';
+import { metricValue } from '../ops/observed-stack';
+import { eventually } from '../helpers/stack';
 
 jest.setTimeout(90_000);
 
@@ -79,6 +84,96 @@ describe('startDevServer', () => {
       });
       expect(server.uiUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect((await fetch(server.uiUrl!)).ok).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('serves its own metrics, and reads search attributes from its cache rather than its database', async () => {
+    const server = await startDevServer({
+      cliPath,
+      port: 0,
+      uiPort: false,
+      metricsPort: 0,
+      searchAttributes: { FalModel: 'Keyword' },
+    });
+    const metadataReads = async () =>
+      metricValue(await (await fetch(server.metricsUrl!)).text(), 'persistence_requests', {
+        operation: 'GetCurrentClusterMetadata',
+      });
+    try {
+      expect(server.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      const runs = 10;
+      const reads = await withConnection(server.address, async (connection) => {
+        const client = new Client({ connection });
+        const model = defineSearchAttributeKey('FalModel', 'KEYWORD');
+        const value = randomUUID();
+        const taskQueue = `metrics-${value}`;
+        const before = await metadataReads();
+        for (let i = 0; i < runs; i++) {
+          await client.workflow.start('handRun', {
+            taskQueue,
+            workflowId: `${value}-${i}`,
+            typedSearchAttributes: [{ key: model, value }],
+          });
+          // A worker's part, by hand: one activity, then complete with a search attribute upsert.
+          const { CommandType } = temporal.api.enums.v1;
+          const pollWorkflowTask = () =>
+            connection.withDeadline(Date.now() + 10_000, () =>
+              connection.workflowService.pollWorkflowTaskQueue({
+                namespace: 'default',
+                taskQueue: { name: taskQueue },
+              }),
+            );
+          await connection.workflowService.respondWorkflowTaskCompleted({
+            namespace: 'default',
+            taskToken: (await pollWorkflowTask()).taskToken,
+            commands: [
+              {
+                commandType: CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
+                scheduleActivityTaskCommandAttributes: {
+                  activityId: '1',
+                  activityType: { name: 'handActivity' },
+                  taskQueue: { name: taskQueue },
+                  startToCloseTimeout: msToTs('1 minute'),
+                },
+              },
+            ],
+          });
+          const activity = await connection.withDeadline(Date.now() + 10_000, () =>
+            connection.workflowService.pollActivityTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue } }),
+          );
+          await connection.workflowService.respondActivityTaskCompleted({
+            namespace: 'default',
+            taskToken: activity.taskToken,
+          });
+          await connection.workflowService.respondWorkflowTaskCompleted({
+            namespace: 'default',
+            taskToken: (await pollWorkflowTask()).taskToken,
+            commands: [
+              {
+                commandType: CommandType.COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+                upsertWorkflowSearchAttributesCommandAttributes: {
+                  searchAttributes: { indexedFields: { FalModel: defaultPayloadConverter.toPayload(`${value}-done`) } },
+                },
+              },
+              {
+                commandType: CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+                completeWorkflowExecutionCommandAttributes: {},
+              },
+            ],
+          });
+        }
+        // Visibility has written them all, with the upserted value.
+        await eventually(async () =>
+          (await client.workflow.count(`FalModel = '${value}-done'`)).count === runs ? true : undefined,
+        );
+        return (await metadataReads()) - before;
+      });
+      // With the CLI's own setting (system.forceSearchAttributesCacheRefreshOnRead=true) every use of the search
+      // attributes reads the cluster metadata from the database again: 98 reads for these 10 runs. Off, the few left
+      // are the server's own background work.
+      expect(reads).toBeLessThan(runs * 2);
     } finally {
       await server.stop();
     }
