@@ -129,6 +129,7 @@ export class DevServerStartError extends Error {
  *   SQLite connection. Off, it saved 4.5 to 7 ms of server CPU per request at c = 16 (docs/performance.md). Ours are
  *   created with the server (`--search-attribute`), so the cache has them from the start; one created later shows
  *   within a minute, the cache's refresh interval.
+ *
  * The rate limits are per shard / per partition; docs/clusters.md says how they apply to a self-hosted cluster.
  */
 export const TUNED_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {

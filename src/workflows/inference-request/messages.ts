@@ -90,7 +90,8 @@ export const runStartedSignal = defineSignal('runStarted');
  * request's close moves FalState on anyway, and the signal would have cost its workflow a signal, a workflow task and
  * a visibility write for a state nobody could have seen (a request's own status reads IN_PROGRESS from the started
  * activity, not from FalState). What it costs: a started run counts as waiting, in the positions of those behind it,
- * for this long, and a run that ended sooner until its request closes (see {@link InferenceRequestInput.completedStateAtClose}).
+ * for this long, and a run that ended sooner until its request closes
+ * ({@link InferenceRequestInput.completedStateAtClose}).
  */
 export const RUN_START_REPORT_AFTER_MS = 200;
 
