@@ -1,8 +1,9 @@
 /**
  * What one request costs the Temporal server, by operation, from the server's own Prometheus counters (the dev server
  * the bench starts serves them with `--metrics-port`). Counting the work is steadier than timing it: the two systems'
- * database writes can be compared one by one, which is how the second visibility write per request showed up.
+ * database writes can be compared one by one, which is how our extra visibility write per request showed up.
  */
+import { round } from './stats';
 
 /** The counters read: database calls of the main store and of visibility, by `operation`. */
 const COUNTERS = {
@@ -41,9 +42,9 @@ export async function readServerOps(metricsUrl: string | undefined): Promise<Ser
 }
 
 /**
- * Calls per request between two readings, for operations that happened at least `min` times per request. Background
- * work of the server (timers firing later, its own system workflows) lands in whichever window it falls in, so small
- * fractions are noise.
+ * Calls per request between two readings, for operations that happened at least `min` times per request. The server
+ * exports its counters about once a second, and its background work (timers firing later, its own system workflows)
+ * lands in whichever window it falls in, so small fractions are noise.
  */
 export function opsPerRequest(
   before: ServerOps | undefined,
@@ -55,7 +56,7 @@ export function opsPerRequest(
   const out: ServerOps = {};
   for (const [key, total] of Object.entries(after)) {
     const perRequest = (total - (before[key] ?? 0)) / requests;
-    if (perRequest >= min) out[key] = Math.round(perRequest * 100) / 100;
+    if (perRequest >= min) out[key] = round(perRequest, 2);
   }
   return out;
 }
