@@ -52,6 +52,8 @@ export interface Config {
   webhook: {
     scheduleMs: number[];
     attemptTimeoutMs: number;
+    /** First attempts a worker makes as local activities at once, at most (`LocalAttemptGate`); 0 = none. */
+    localAttempts: number;
     /** Largest `payload` (as JSON) a webhook carries; over it the body says `payload_error`. */
     maxPayloadBytes: number;
     /** Signing keys and the Standard Webhooks master secret (generated when missing). */
@@ -132,6 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     webhook: {
       scheduleMs: e.WEBHOOK_SCHEDULE,
       attemptTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      localAttempts: e.WEBHOOK_LOCAL_ATTEMPTS,
       maxPayloadBytes: e.WEBHOOK_MAX_PAYLOAD_BYTES,
       keysDir: resolve(cwd, e.WEBHOOK_KEYS_DIR ?? join(e.DATA_DIR, 'webhook-keys')),
     },

@@ -22,6 +22,7 @@ import { createFileStore, type FileStore } from './storage';
 import { connectToTemporal } from './temporal/connection';
 import { readDeliveryBody } from './webhooks/deliveries';
 import { WebhookKeys } from './webhooks/keys';
+import { LocalAttemptGate } from './webhooks/local-attempts';
 import { WebhookSigner } from './webhooks/signing';
 
 /** The module that exports every workflow (`Worker.create({ workflowsPath })` / `bundleWorkflowCode`). */
@@ -254,6 +255,7 @@ export function createActivityDeps(
       fetch: egressFetch,
       signer: new WebhookSigner(() => WebhookKeys.open(config.webhook.keysDir)),
       loadBody: (execution) => readDeliveryBody(client, execution),
+      localAttempts: new LocalAttemptGate({ maxInFlight: config.webhook.localAttempts }),
     },
     admission: { client },
   };

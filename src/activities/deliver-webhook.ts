@@ -2,6 +2,7 @@ import { Context } from '@temporalio/activity';
 import { stringifyJson } from '../codec/json';
 import type { WebhookBody } from '../workflows/shared/request';
 import type { EgressFetch } from '../egress/agent';
+import { LocalAttemptGate } from '../webhooks/local-attempts';
 import type { WebhookSigner } from '../webhooks/signing';
 
 export interface DeliverWebhookInput {
@@ -24,6 +25,11 @@ export interface DeliveryAttemptResult {
   latencyMs: number;
   /** Delay the receiver asked for with `Retry-After` on a 429 or 503. */
   retryAfterMs?: number;
+  /**
+   * A local attempt that was not made (too many under way, or the receiver was slow lately: see LocalAttemptGate);
+   * nothing was sent, and the workflow makes the attempt as an activity.
+   */
+  deferred?: boolean;
 }
 
 /** The run of the delivery workflow an attempt belongs to. */
@@ -39,6 +45,8 @@ export interface DeliverWebhookDeps {
   signer: WebhookSigner;
   /** Reads the body from the input of the delivery run, for bodies too large to pass to every attempt. */
   loadBody(execution: DeliveryExecution): Promise<WebhookBody>;
+  /** Which attempts may run as local activities; omitted = a gate with its defaults. */
+  localAttempts?: LocalAttemptGate;
 }
 
 /**
@@ -47,7 +55,23 @@ export interface DeliverWebhookDeps {
  * Signing happens here, so no secret ever enters workflow history.
  */
 export function createDeliverWebhook(deps: DeliverWebhookDeps) {
+  const gate = deps.localAttempts ?? new LocalAttemptGate();
   return async function deliverWebhook(input: DeliverWebhookInput): Promise<DeliveryAttemptResult> {
+    let leave: (() => void) | undefined;
+    if (Context.current().info.isLocal) {
+      leave = gate.tryEnter(input.url);
+      if (!leave) return { delivered: false, deferred: true, latencyMs: 0 };
+    }
+    try {
+      const result = await attempt(input);
+      gate.record(input.url, result.latencyMs);
+      return result;
+    } finally {
+      leave?.();
+    }
+  };
+
+  async function attempt(input: DeliverWebhookInput): Promise<DeliveryAttemptResult> {
     const body = input.body ?? (await deps.loadBody(deliveryExecution()));
     // Lossless: numbers a double cannot hold go out as the backend wrote them, and the signature covers these bytes.
     const raw = stringifyJson(body);
@@ -85,7 +109,7 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
       const message = timeout.aborted ? `timed out after ${input.timeoutMs} ms` : describe(err as Error);
       return { delivered: false, error: message, latencyMs: latency() };
     }
-  };
+  }
 }
 
 function deliveryExecution(): DeliveryExecution {

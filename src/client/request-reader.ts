@@ -14,6 +14,7 @@ import { cancelledOutcome } from '../workflows/inference-request/outcomes';
 import { RequestErrorType } from '../workflows/shared/errors';
 import { QueueStatus, type LogEntry, type RequestOutcome } from '../workflows/shared/request';
 import type { AdmissionClient } from './admission-client';
+import { outcomeFromHistory } from './history-outcome';
 import type { RequestView } from './request-view';
 import type { TaskQueueLines } from './task-queue-line';
 
@@ -137,6 +138,12 @@ export class RequestReader {
       if (place?.state === 'waiting') {
         return { ...base, status: QueueStatus.InQueue, queuePosition: place.position, logs: [] };
       }
+    }
+    // A run that has ended while a workflow task is pending: the task may hold the webhook's first attempt as a local
+    // activity (InferenceRequestInput.firstWebhookAttemptLocal), and a query waits for the task; the history tells.
+    if (!finished && description.raw.pendingWorkflowTask) {
+      const outcome = await outcomeFromHistory(handle, this.client.options.loadedDataConverter);
+      if (outcome) return { ...base, status: QueueStatus.Completed, outcome };
     }
     // Only the workflow knows whether it is about to run or has just finished.
     const progress: RequestProgress = await this.client

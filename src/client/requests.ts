@@ -142,6 +142,7 @@ export class RequestsClient {
       startTimeoutSeconds: req.startTimeoutSeconds,
       deliveryLogInResult: true,
       completedStateAtClose: true,
+      firstWebhookAttemptLocal: true,
     };
     let eagerlyStarted: boolean;
     try {

@@ -6,6 +6,7 @@ import {
   commaList,
   flag,
   FLAG_VALUES,
+  nonNegativeInt,
   optionalString,
   parsedWith,
   port,
@@ -71,6 +72,7 @@ export const EnvSchema = z.object({
 
   WEBHOOK_SCHEDULE: Schedule.prefault(DEFAULT_WEBHOOK_SCHEDULE),
   WEBHOOK_TIMEOUT_MS: positiveInt.default(15_000),
+  WEBHOOK_LOCAL_ATTEMPTS: nonNegativeInt.default(8),
   WEBHOOK_MAX_PAYLOAD_BYTES: positiveInt.default(1024 * 1024),
   WEBHOOK_KEYS_DIR: optionalString,
   EGRESS_ALLOW: parsedWith(parseEgressAllow),

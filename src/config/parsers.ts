@@ -11,6 +11,7 @@ export const port = z.coerce.number().int().min(0).max(65535);
 
 /** A whole number above 0 (counts, sizes, timeouts). */
 export const positiveInt = z.coerce.number().int().positive();
+export const nonNegativeInt = z.coerce.number().int().nonnegative();
 
 /** A string where empty or blank means unset, so `VAR=` in an env file behaves like leaving it out. */
 export const optionalString = z

@@ -143,11 +143,13 @@ describe('observability: metrics, request-scoped logs, search attributes', () =>
       'UPSERT_WORKFLOW_SEARCH_ATTRIBUTES "DISPATCHED"',
       'UPSERT_WORKFLOW_SEARCH_ATTRIBUTES "COMPLETED"',
     ]);
-    expect(named.slice(-6)).toEqual([
-      'ACTIVITY_TASK_COMPLETED', // the webhook's attempt
+    // The webhook's first attempt is a local activity in the workflow task that records the result, and closes it.
+    expect(named.slice(-7)).toEqual([
+      'ACTIVITY_TASK_COMPLETED', // the run
       'WORKFLOW_TASK_SCHEDULED',
       'WORKFLOW_TASK_STARTED',
       'WORKFLOW_TASK_COMPLETED',
+      'MARKER_RECORDED', // the webhook's attempt
       'UPSERT_WORKFLOW_SEARCH_ATTRIBUTES "COMPLETED"',
       'WORKFLOW_EXECUTION_COMPLETED',
     ]);

@@ -1,12 +1,18 @@
 /**
- * The outcomes a request ends with when it does not run to the end: from the one table of failure types to fal's
- * `error_type` (`../shared/errors`). Workflow code; the API uses {@link cancelledOutcome} for a cancelled workflow.
+ * The outcomes a request ends with: a run's result, and when it does not run to the end, from the one table of
+ * failure types to fal's `error_type` (`../shared/errors`). Workflow code; the API uses them too, for a cancelled
+ * workflow and for an outcome it reads from a history (`RequestReader`).
  */
 import { ActivityFailure, ApplicationFailure, TimeoutFailure } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { InferenceFailureDetails } from '../../activities';
+import type { InferenceFailureDetails, InferenceResult } from '../../activities';
 import { ErrorType, RequestErrorType, falErrorOf } from '../shared/errors';
 import { RequestTimeoutType, type LogEntry, type RequestOutcome, type ValidationDetail } from '../shared/request';
+
+/** The outcome of a run that returned. */
+export function succeededOutcome(result: InferenceResult): RequestOutcome {
+  return { status: 'OK', output: result.output, logs: result.logs, metrics: { inference_time: result.inferenceTime } };
+}
 
 /** The outcome of a request that did not start within its `x-fal-request-timeout`. */
 export function startTimeoutOutcome(seconds: number): RequestOutcome {

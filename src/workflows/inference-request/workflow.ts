@@ -23,7 +23,7 @@ import {
   type RequestProgress,
   type RequestResult,
 } from './messages';
-import { cancelledOutcome, failedOutcome, startTimeoutOutcome } from './outcomes';
+import { cancelledOutcome, failedOutcome, startTimeoutOutcome, succeededOutcome } from './outcomes';
 
 /**
  * One inference request: run the model on its own task queue, then make the webhook's first attempt (if any); a
@@ -65,12 +65,7 @@ export async function inferenceRequest(req: InferenceRequestInput): Promise<Requ
       ...(req.queueing && { reportStart: true, reportStartAfterMs: RUN_START_REPORT_AFTER_MS }),
     });
     slotReleased = result.slotReleased === true;
-    return {
-      status: 'OK',
-      output: result.output,
-      logs: result.logs,
-      metrics: { inference_time: result.inferenceTime },
-    };
+    return succeededOutcome(result);
   };
 
   setHandler(runStartedSignal, () => {

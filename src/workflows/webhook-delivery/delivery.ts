@@ -8,6 +8,7 @@ import {
   ParentClosePolicy,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   startChild,
   upsertMemo,
 } from '@temporalio/workflow';
@@ -60,10 +61,18 @@ export function deliveryInputFor(
 /** What to do after an attempt that failed: the delay of the next scheduled one, or keep what was due. */
 export type AfterFailure = { nextDelayMs: number | undefined } | { keepDueAt: number | undefined };
 
+/** How {@link recordAttempt} reports the log, and how it runs the attempt. */
+export interface AttemptOptions {
+  /** False: the caller reports the log another way (in its result, or as a pointer to a delivery workflow). */
+  publish?: boolean;
+  /** A local activity, within the current workflow task (see InferenceRequestInput.firstWebhookAttemptLocal). */
+  local?: boolean;
+}
+
 /**
  * Makes one attempt (an activity) and records it: its entry in the log, the log's state (a 2xx delivers, a 410 ends,
- * a failure with nothing due exhausts), when the next attempt is due, and (unless `publish` is false: the caller
- * reports the log another way) the log in the memo.
+ * a failure with nothing due exhausts), when the next attempt is due, and (unless `publish` is false) the log in the
+ * memo.
  * @returns when the next scheduled attempt is due; undefined = none.
  */
 export async function recordAttempt(
@@ -71,23 +80,30 @@ export async function recordAttempt(
   report: DeliveryReport,
   trigger: AttemptTrigger,
   afterFailure: AfterFailure,
-  { publish = true }: { publish?: boolean } = {},
+  { publish = true, local = false }: AttemptOptions = {},
 ): Promise<number | undefined> {
-  const { deliverWebhook } = proxyActivities<Activities>({
+  const options = {
     startToCloseTimeout: input.attemptTimeoutMs + 10_000,
     // These retries only cover a worker that died mid-attempt; HTTP failures are returned, not thrown.
     retry: { initialInterval: '1s', maximumInterval: '1m', backoffCoefficient: 2, maximumAttempts: 10 },
-  });
+  };
   const at = new Date();
   const number = (report.earlierAttempts ?? 0) + report.attempts.length + 1;
-  const result = await deliverWebhook({
+  const attempt = {
     requestId: input.requestId,
     owner: input.owner,
     url: input.url,
     attempt: number,
     timeoutMs: input.attemptTimeoutMs,
     body: inlineBodyOf(input.body),
-  }).catch(attemptThatCouldNotRun);
+  };
+  let result = local
+    ? await proxyLocalActivities<Activities>(options).deliverWebhook(attempt).catch(attemptThatCouldNotRun)
+    : undefined;
+  // Deferred by the worker (it sent nothing): a slow receiver must not hold this workflow task (LocalAttemptGate).
+  if (result === undefined || result.deferred) {
+    result = await proxyActivities<Activities>(options).deliverWebhook(attempt).catch(attemptThatCouldNotRun);
+  }
   const entry: DeliveryAttempt = {
     attempt: number,
     at: at.toISOString(),
@@ -118,8 +134,8 @@ export function reportDeliveryEnded(report: DeliveryReport, resultAt: number): v
 }
 
 /**
- * A request's webhook, from the request workflow itself: the first attempt right there (one activity, no second
- * workflow, so the receiver hears of the result within milliseconds), and only if that fails, a delivery workflow
+ * A request's webhook, from the request workflow itself: the first attempt right there (one activity, local for
+ * requests of today's API; no second workflow, so the receiver hears of the result within milliseconds), and only if that fails, a delivery workflow
  * that outlives the request for the rest of the schedule. The request's memo then points to that workflow's log.
  * A first attempt that is not due at once, or a body too large to pass to an activity, goes to the workflow directly.
  * `logInResult`: the caller returns the log of a delivery settled here in its result, so the memo is not written.
@@ -142,7 +158,7 @@ export async function deliverFromRequest(
       AttemptTrigger.Schedule,
       { nextDelayMs: input.scheduleMs[1] },
       // Handed over, the request's memo gets the pointer below instead; settled, the caller's result has the log.
-      { publish: !logInResult },
+      { publish: !logInResult, local: req.firstWebhookAttemptLocal === true },
     );
     if (dueAt === undefined) {
       reportDeliveryEnded(report, resultAt);
