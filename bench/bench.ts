@@ -432,6 +432,8 @@ async function measureLevel(
       breakdownP50Ms: {
         submitToWorkflowStarted: p50(read.map((r) => r.timeline.startedAfterSubmitMs)),
         startedToInferenceScheduled: p50(read.map((r) => r.timeline.scheduleMs)),
+        firstTaskDispatch: p50(read.map((r) => r.timeline.firstTaskDispatchMs)),
+        firstTaskWorker: p50(read.map((r) => r.timeline.firstTaskWorkerMs)),
         inferenceQueueWait: p50(read.map((r) => r.timeline.queueWaitMs)),
         inferenceRun: p50(read.map((r) => r.timeline.inferenceMs)),
         resultToWebhookScheduled: p50(read.map((r) => diff(r.timeline.webhookScheduledAt, r.timeline.resultAt))),

@@ -11,6 +11,10 @@ export interface RequestTimeline {
   startedAfterSubmitMs?: number;
   /** `WorkflowExecutionStarted` to the inference activity being scheduled (first workflow task). */
   scheduleMs?: number;
+  /** Of `scheduleMs`: until a worker took the first workflow task (server and matching)... */
+  firstTaskDispatchMs?: number;
+  /** ...and from then until the worker's completion was recorded (worker and its round trip). */
+  firstTaskWorkerMs?: number;
   /** Inference scheduled to started: time in the model's task queue. */
   queueWaitMs?: number;
   /** Inference started to completed, as the server saw it. */
@@ -65,6 +69,10 @@ export async function requestTimeline(
   const diff = (a: number | undefined, b: number | undefined) =>
     a !== undefined && b !== undefined ? a - b : undefined;
   timeline.scheduleMs = diff(at(scheduled), startedAt);
+  const firstTaskStarted = events.find((e) => e.workflowTaskStartedEventAttributes);
+  const firstTaskCompleted = events.find((e) => e.workflowTaskCompletedEventAttributes);
+  timeline.firstTaskDispatchMs = diff(at(firstTaskStarted), startedAt);
+  timeline.firstTaskWorkerMs = diff(at(firstTaskCompleted), at(firstTaskStarted));
   timeline.queueWaitMs = diff(at(startedEvent), at(scheduled));
   timeline.inferenceMs = diff(at(completed), at(startedEvent));
   const closed = events.find((e) => e.workflowExecutionCompletedEventAttributes);
