@@ -46,6 +46,12 @@ describe('configuration from the environment', () => {
     }
   });
 
+  it('takes 0 local webhook attempts (every first attempt an activity), and refuses a negative count', () => {
+    expect(loadConfig({}).webhook.localAttempts).toBe(8);
+    expect(loadConfig({ WEBHOOK_LOCAL_ATTEMPTS: '0' }).webhook.localAttempts).toBe(0);
+    expect(() => loadConfig({ WEBHOOK_LOCAL_ATTEMPTS: '-1' })).toThrow(/WEBHOOK_LOCAL_ATTEMPTS/);
+  });
+
   it('requires a TLS certificate and key together', () => {
     expect(() => loadConfig({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow(
       /TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH/,
