@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import pino from 'pino';
+import { Agent, buildConnector } from 'undici';
 import type { ActivityDeps } from '../src/activities';
 import { loadConfig } from '../src/config';
 import { InputFetchError } from '../src/models/input-files';
@@ -66,7 +67,14 @@ function loopbackOnly(deps: ActivityDeps): ActivityDeps {
     const { protocol, hostname } = new URL(url);
     return protocol === 'data:' || ['127.0.0.1', 'localhost', '[::1]'].includes(hostname);
   };
-  const webhookFetch = deps.webhook.fetch;
+  // Webhooks: a connection to anything but loopback fails at once (the hostname is judged before any lookup).
+  const connectLoopback = buildConnector({});
+  const webhookDispatcher = new Agent({
+    connect: (options, callback) =>
+      ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(options.hostname)
+        ? connectLoopback(options, callback)
+        : callback(Object.assign(new Error('not connected during fuzzing'), { code: 'ENOTLOOPBACK' }), null),
+  });
   const fetchInput = deps.fetchInput;
   return {
     ...deps,
@@ -74,15 +82,7 @@ function loopbackOnly(deps: ActivityDeps): ActivityDeps {
       isLoopback(url)
         ? fetchInput(url, signal)
         : Promise.reject(new InputFetchError(`not fetched during fuzzing: ${url}`)),
-    webhook: {
-      ...deps.webhook,
-      fetch: ((input: string | URL, init?: RequestInit) =>
-        isLoopback(input)
-          ? webhookFetch(input, init)
-          : Promise.reject(
-              new TypeError('fetch failed', { cause: { code: 'ENOTLOOPBACK', message: 'fuzzing' } }),
-            )) as typeof fetch,
-    },
+    webhook: { ...deps.webhook, dispatcher: webhookDispatcher },
   };
 }
 

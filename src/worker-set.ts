@@ -6,7 +6,7 @@ import { createActivities, type ActivityDeps } from './activities';
 import { ensureFileSweeper } from './client/file-sweeper';
 import { createDataConverter, payloadConverterPath } from './codec';
 import { defaultPublicBaseUrl, type Config } from './config';
-import { createEgressFetch } from './egress/agent';
+import { createEgressAgent } from './egress/agent';
 import { EgressPolicy } from './egress/policy';
 import { createInputFetcher } from './models/input-files';
 import { modelTaskQueue, runnerConcurrency, type ModelRegistry } from './models/registry';
@@ -239,7 +239,6 @@ export function createActivityDeps(
     onRefused: (r) =>
       logger?.warn({ host: r.host, address: r.address, address_class: r.addressClass }, 'egress refused'),
   });
-  const egressFetch = createEgressFetch(egress);
   const fetchInput = createInputFetcher({
     maxBytes: config.inputs.maxBytes,
     timeoutMs: config.inputs.timeoutMs,
@@ -252,7 +251,7 @@ export function createActivityDeps(
     fetchInput,
     webhook: {
       userAgent: 'fal-queue-temporal-webhooks/0.1',
-      fetch: egressFetch,
+      dispatcher: createEgressAgent(egress),
       signer: new WebhookSigner(() => WebhookKeys.open(config.webhook.keysDir)),
       loadBody: (execution) => readDeliveryBody(client, execution),
       localAttempts: new LocalAttemptGate({ maxInFlight: config.webhook.localAttempts }),

@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
+import { request, type Dispatcher } from 'undici';
 import { stringifyJson } from '../codec/json';
 import type { WebhookBody } from '../workflows/shared/request';
-import type { EgressFetch } from '../egress/agent';
 import { LocalAttemptGate } from '../webhooks/local-attempts';
 import type { WebhookSigner } from '../webhooks/signing';
 
@@ -40,8 +40,11 @@ export interface DeliveryExecution {
 
 export interface DeliverWebhookDeps {
   userAgent: string;
-  /** A fetch that refuses private and other non-public addresses (see `src/egress`). */
-  fetch: EgressFetch;
+  /**
+   * The connection pool every POST goes through: `createEgressAgent`, which refuses private and other non-public
+   * addresses (see `src/egress`). undici's `request` on it costs a fraction of `fetch`'s CPU per POST.
+   */
+  dispatcher: Dispatcher;
   signer: WebhookSigner;
   /** Reads the body from the input of the delivery run, for bodies too large to pass to every attempt. */
   loadBody(execution: DeliveryExecution): Promise<WebhookBody>;
@@ -85,24 +88,23 @@ export function createDeliverWebhook(deps: DeliverWebhookDeps) {
     const latency = () => Math.round(performance.now() - started);
     const timeout = AbortSignal.timeout(input.timeoutMs);
     try {
-      const response = await deps.fetch(input.url, {
+      // undici's `request` never follows a redirect: a 3xx is a failed attempt.
+      const response = await request(input.url, {
+        dispatcher: deps.dispatcher,
         method: 'POST',
         headers: { 'content-type': 'application/json', 'user-agent': deps.userAgent, ...signature },
         body: raw,
-        redirect: 'manual',
         signal: timeout,
       });
       // The body is not needed, but reading it lets the connection be reused.
-      await response.arrayBuffer().catch(() => undefined);
-      const delivered = response.status >= 200 && response.status < 300;
+      await response.body.dump().catch(() => undefined);
+      const status = response.statusCode;
       return {
-        delivered,
-        statusCode: response.status,
+        delivered: status >= 200 && status < 300,
+        statusCode: status,
         latencyMs: latency(),
         retryAfterMs:
-          response.status === 429 || response.status === 503
-            ? parseRetryAfter(response.headers.get('retry-after'))
-            : undefined,
+          status === 429 || status === 503 ? parseRetryAfter(headerOf(response.headers, 'retry-after')) : undefined,
       };
     } catch (err) {
       // The attempt's own deadline, known by its signal rather than by the error's name.
@@ -126,9 +128,14 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/** fetch says only "fetch failed"; the useful part (ECONNREFUSED, an egress refusal, ...) is in `cause`. */
+/** The error's code (ECONNREFUSED, UND_ERR_SOCKET, ...) and message; an egress refusal's message alone. */
 function describe(error: Error): string {
-  const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
-  if (cause?.code === 'EGRESS_REFUSED') return cause.message ?? error.message;
-  return cause?.code ? `${cause.code}: ${cause.message ?? error.message}` : error.message;
+  const { code } = error as Error & { code?: string };
+  if (code === 'EGRESS_REFUSED') return error.message;
+  return code ? `${code}: ${error.message}` : error.message;
+}
+
+function headerOf(headers: Record<string, string | string[] | undefined>, name: string): string | null {
+  const value = headers[name];
+  return (Array.isArray(value) ? value[0] : value) ?? null;
 }

@@ -37,6 +37,7 @@ export type WebhookAttemptResult = (typeof WebhookAttemptResult)[keyof typeof We
  * | `fal_queue_requests_completed_total{model,outcome}` | control worker (workflow interceptor → sink) |
  * | `fal_queue_webhook_delivery_latency_seconds{result}` | control worker (workflow interceptor → sink) |
  * | `fal_queue_webhook_attempts_total{result}`, `fal_queue_webhook_attempt_duration_seconds{result}` | control worker (activity interceptor) |
+ * | `fal_queue_webhook_attempts_deferred_total` | control worker (activity interceptor) |
  * | `fal_queue_inference_duration_seconds{model,result}` | model runner (activity interceptor) |
  * | `fal_queue_status_reads_total{source}` | API (its status view cache) |
  */
@@ -47,6 +48,7 @@ export interface QueueMetrics {
   completed: Counter<'model' | 'outcome'>;
   inferenceDuration: Histogram<'model' | 'result'>;
   webhookAttempts: Counter<'result'>;
+  webhookAttemptsDeferred: Counter;
   webhookAttemptDuration: Histogram<'result'>;
   webhookDeliveryLatency: Histogram<'result'>;
   statusReads: Counter<'source'>;
@@ -123,6 +125,13 @@ export function createMetrics(registry: Registry = new Registry()): QueueMetrics
       name: 'fal_queue_webhook_attempts_total',
       help: 'Webhook delivery attempts, by result (delivered, gone, http_4xx, http_5xx, http_other, network_error)',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    webhookAttemptsDeferred: new Counter({
+      name: 'fal_queue_webhook_attempts_deferred_total',
+      help:
+        'First webhook attempts deferred from a local activity to an activity, before anything was sent ' +
+        '(WEBHOOK_LOCAL_ATTEMPTS under way, or a receiver that was slow)',
       registers: [registry],
     }),
     webhookAttemptDuration: new Histogram({

@@ -79,6 +79,15 @@ function activityInterceptor(metrics: QueueMetrics, logger: Logger): ActivityInt
           if (activityType === 'deliverWebhook') {
             const { attempt: deliveryAttempt } = input.args[0] as DeliverWebhookInput;
             const attemptResult = (await next(input)) as DeliveryAttemptResult;
+            if (attemptResult.deferred) {
+              // Not an attempt: nothing was sent, and the workflow makes it again as an activity.
+              metrics.webhookAttemptsDeferred.inc();
+              logger.debug(
+                { request_id: requestId, attempt: deliveryAttempt },
+                'webhook attempt deferred to an activity',
+              );
+              return attemptResult;
+            }
             const result = webhookAttemptResult(attemptResult);
             metrics.webhookAttempts.inc({ result });
             metrics.webhookAttemptDuration.observe({ result }, attemptResult.latencyMs / 1000);

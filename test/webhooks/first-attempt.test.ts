@@ -4,6 +4,7 @@ import { useStack } from '../helpers/fixtures';
 import { closed, scheduledActivities } from '../helpers/history';
 import { startLoopbackServer, type LoopbackServer } from '../helpers/http-peers';
 import { submitJson } from '../helpers/stack';
+import { metricValue } from '../ops/observed-stack';
 
 const APP = 'acme/echo';
 const EventType = temporal.api.enums.v1.EventType;
@@ -18,7 +19,14 @@ const SLOW_ANSWER_MS = 1_200;
 describe('the first webhook attempt', () => {
   const fx = useStack({
     models: ({ backend }) => ({ models: [{ id: APP, backend: { kind: 'http', url: backend.url } }] }),
+    // The worker's own metrics endpoint, on a free port.
+    env: { METRICS_PORT: '0' },
   });
+  const deferredCount = async () =>
+    metricValue(
+      await (await fetch(`${fx.stack.workers!.metricsUrl}/metrics`)).text(),
+      'fal_queue_webhook_attempts_deferred_total',
+    );
   const receivers: LoopbackServer[] = [];
   afterAll(async () => Promise.all(receivers.map((r) => r.close())));
 
@@ -71,8 +79,10 @@ describe('the first webhook attempt', () => {
     await closed(fx.temporal, first);
     expect(await scheduledActivities(fx.temporal, first)).toEqual(['runInference']);
 
+    const deferredBefore = await deferredCount();
     const second = await run(hook, { n: 2 });
     await closed(fx.temporal, second);
+    expect((await deferredCount()) - deferredBefore).toBe(1);
     // The worker deferred the local attempt without sending anything, and the workflow made it as an activity.
     expect(await scheduledActivities(fx.temporal, second)).toEqual(['runInference', 'deliverWebhook']);
     expect(hook.requests.map((r) => (r.json as { request_id: string }).request_id)).toEqual([first, second]);

@@ -6,7 +6,7 @@ import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { createDeliverWebhook } from '../../src/activities/deliver-webhook';
 import { loadConfig } from '../../src/config';
 import type { WebhookBody } from '../../src/workflows/shared/request';
-import { createEgressFetch } from '../../src/egress/agent';
+import { createEgressAgent } from '../../src/egress/agent';
 import { EgressPolicy } from '../../src/egress/policy';
 import { ensureTemporalTestServer } from '../../src/temporal/cli';
 import { readDeliveryBody } from '../../src/webhooks/deliveries';
@@ -48,7 +48,7 @@ beforeAll(async () => {
   const keysDir = mkdtempSync(join(process.env.TEST_TMP_DIR ?? '/tmp', 'keys-'));
   const deliverWebhook = createDeliverWebhook({
     userAgent: 'test',
-    fetch: createEgressFetch(new EgressPolicy(['127.0.0.1/32'])),
+    dispatcher: createEgressAgent(new EgressPolicy(['127.0.0.1/32'])),
     signer: new WebhookSigner(() => WebhookKeys.open(keysDir)),
     loadBody: (execution) => readDeliveryBody(env.client, execution),
   });
