@@ -21,8 +21,8 @@ import type { TaskQueueLines } from './task-queue-line';
 const PendingState = temporal.api.enums.v1.PendingActivityState;
 
 /**
- * How long a status read waits for a query that a worker must answer (a request between two steps). With no worker
- * up, the read answers from what `describe` told rather than hang.
+ * How long a status read waits for a query that a worker must answer (a request between two steps), or for the
+ * history it reads instead. With no worker up, the read answers from what `describe` told rather than hang.
  */
 const QUERY_DEADLINE_MS = 2_000;
 
@@ -142,7 +142,12 @@ export class RequestReader {
     // A run that has ended while a workflow task is pending: the task may hold the webhook's first attempt as a local
     // activity (InferenceRequestInput.firstWebhookAttemptLocal), and a query waits for the task; the history tells.
     if (!finished && description.raw.pendingWorkflowTask) {
-      const outcome = await outcomeFromHistory(handle, this.client.options.loadedDataConverter);
+      // Bounded like the query: a read must not hang on a Temporal server that is away (the query below then tells).
+      const outcome = await this.client
+        .withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
+          outcomeFromHistory(handle, this.client.options.loadedDataConverter),
+        )
+        .catch(() => undefined);
       if (outcome) return { ...base, status: QueueStatus.Completed, outcome };
     }
     // Only the workflow knows whether it is about to run or has just finished.
