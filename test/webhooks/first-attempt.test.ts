@@ -7,6 +7,8 @@ import { submitJson } from '../helpers/stack';
 import { metricValue } from '../ops/observed-stack';
 
 const APP = 'acme/echo';
+const INVALID = 'acme/invalid';
+const VALIDATION_DETAIL = [{ loc: ['body', 'prompt'], msg: 'too short', type: 'value_error' }];
 const EventType = temporal.api.enums.v1.EventType;
 /** Longer than LocalAttemptGate's default `slowAfterMs` (1 s), shorter than the stack's WEBHOOK_TIMEOUT_MS (2 s). */
 const SLOW_ANSWER_MS = 1_200;
@@ -17,8 +19,21 @@ const SLOW_ANSWER_MS = 1_200;
  * slow gets its next first attempt as an activity, which leaves the workflow task free.
  */
 describe('the first webhook attempt', () => {
+  // A backend that rejects every input, as a model server does with pydantic's entries (fal's 422).
+  let rejecting: LoopbackServer;
+  beforeAll(async () => {
+    rejecting = await startLoopbackServer((_rec, _raw, res) => {
+      res.writeHead(422, { 'content-type': 'application/json' }).end(JSON.stringify({ detail: VALIDATION_DETAIL }));
+    });
+  });
+  afterAll(async () => rejecting?.close());
   const fx = useStack({
-    models: ({ backend }) => ({ models: [{ id: APP, backend: { kind: 'http', url: backend.url } }] }),
+    models: ({ backend }) => ({
+      models: [
+        { id: APP, backend: { kind: 'http', url: backend.url } },
+        { id: INVALID, backend: { kind: 'http', url: rejecting.url } },
+      ],
+    }),
     // The worker's own metrics endpoint, on a free port.
     env: { METRICS_PORT: '0' },
   });
@@ -68,6 +83,27 @@ describe('the first webhook attempt', () => {
     const events = await eventTypes(requestId);
     expect(events).toContain(EventType.EVENT_TYPE_MARKER_RECORDED);
     expect(await scheduledActivities(fx.temporal, requestId)).toEqual(['runInference']);
+  });
+
+  it('leaves a failed run readable too: its error, from the history, while the receiver holds the attempt', async () => {
+    const seen: { status?: unknown; result?: { code: number; body: unknown } } = {};
+    const hook = await receiver(async (rec, _raw, res) => {
+      const id = (rec.json as { request_id: string }).request_id;
+      seen.status = await (await fx.stack.api(`/${INVALID}/requests/${id}/status`)).json();
+      const result = await fx.stack.api(`/${INVALID}/requests/${id}`);
+      seen.result = { code: result.status, body: await result.json() };
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+    const { request_id: requestId } = await submitJson(
+      fx.stack,
+      `/${INVALID}?fal_webhook=${encodeURIComponent(`${hook.url}/hook`)}`,
+      { prompt: 'hi' },
+    );
+    await closed(fx.temporal, requestId);
+
+    expect(seen.status).toMatchObject({ status: 'COMPLETED', request_id: requestId, error_type: 'validation_error' });
+    expect(seen.result).toEqual({ code: 422, body: { detail: VALIDATION_DETAIL, error_type: 'validation_error' } });
+    expect(await eventTypes(requestId)).toContain(EventType.EVENT_TYPE_MARKER_RECORDED);
   });
 
   it('is an activity for a receiver that was slow last time, and the receiver gets it once', async () => {
