@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
@@ -18,6 +19,9 @@ import { createFileStore } from './storage';
 import { connectToTemporal } from './temporal/connection';
 import { WebhookDeliveries } from './webhooks/deliveries';
 import { WebhookKeys } from './webhooks/keys';
+
+/** How long a stopping API lets requests in flight finish before it closes their connections. */
+const STOP_GRACE_MS = 5_000;
 
 export interface RunningServer {
   /** Where it listens, e.g. `http://127.0.0.1:8080`. */
@@ -233,10 +237,16 @@ export async function startServer(
       stopping ??= (async () => {
         // Ends open status streams and synchronous waits, which would otherwise hold the server open.
         api.statusWatchers.close();
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        // Requests still being answered get a grace period; a stop must end even if one of them never does.
+        if (
+          (await Promise.race([closed.then(() => 'closed'), sleep(STOP_GRACE_MS, 'late', { ref: false })])) === 'late'
+        ) {
+          logger.warn({ graceMs: STOP_GRACE_MS }, 'requests still open at stop: their connections are closed');
+          server.closeAllConnections();
+          await closed;
+        }
         await api.close();
         await own?.close();
       })();

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestView } from './request-view';
 import { QueueStatus } from '../workflows/shared/request';
 
@@ -46,6 +47,8 @@ export const systemClock: Clock = {
   },
 };
 
+/** How long {@link ViewCache.close} waits for the calls it aborted to settle. */
+const CLOSE_WAIT_MS = 5_000;
 /** Even a request read cheaply is read in full this often, in case a cheap read or the long poll missed something. */
 const FULL_READ_EVERY_MS = 10_000;
 
@@ -164,12 +167,15 @@ export class ViewCache {
 
   /**
    * Stops every background read and long poll (the API is shutting down); resolves once none is left in flight, so
-   * the Temporal connection can be closed under no call (a call retried on a closed connection throws in a timer).
+   * the Temporal connection can be closed under no call (a call retried on a closed connection throws in a timer),
+   * or after {@link CLOSE_WAIT_MS} at most.
    */
   async close(): Promise<void> {
     this.closed = true;
     for (const hot of [...this.hot.values()]) this.drop(hot);
-    await Promise.allSettled([...this.inFlight]);
+    // Bounded: the SDK does not cancel a call made under a signal that was aborted already (src/temporal/abort.ts),
+    // so a long poll begun just after its abort can outlive it; a stop must end all the same.
+    await Promise.race([Promise.allSettled([...this.inFlight]), sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
   }
 
   /** Keeps track of a call to the source until it settles. */
