@@ -89,10 +89,14 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const w of workers) w.child.kill('SIGKILL');
-  await stack?.stop();
-  await temporal?.stop();
-  await backend?.close();
-  await receiver?.close();
+  try {
+    await stack?.stop();
+  } finally {
+    // This file's own dev server goes whatever happened above: a test must not leave a server running.
+    await temporal?.stop();
+    await backend?.close();
+    await receiver?.close();
+  }
 });
 
 it('resumes the schedule after its worker is killed, and again after the Temporal server is killed, mid-schedule', async () => {
