@@ -288,6 +288,8 @@ interface LevelResult {
   webhookAfterResultMs?: Summary;
   breakdownP50Ms: Record<string, number | undefined>;
   historyEventsPerRequest?: number;
+  /** Share of the sampled requests whose webhook's first attempt was a local activity (0 to 1). */
+  firstAttemptLocalShare?: number;
   workflowTypes: string[];
   /** CPU time each process spent per measured request (ms), from /proc: robust to a busy machine. */
   cpuMsPerRequest: Record<string, number | undefined>;
@@ -441,6 +443,8 @@ async function measureLevel(
         webhookStartToReceived: p50(read.map((r) => diff(r.sample.deliveredAt, r.timeline.webhookStartedAt))),
       },
       historyEventsPerRequest: p50(read.map((r) => r.timeline.historyEvents)),
+      firstAttemptLocalShare:
+        read.length > 0 ? round(read.filter((r) => r.timeline.firstAttemptLocal).length / read.length, 2) : undefined,
       workflowTypes: [...types],
       cpuMsPerRequest,
       serverOpsPerRequest: opsPerRequest(opsBefore, opsAfter, samples.length),
@@ -1129,12 +1133,15 @@ function report(r: Record<string, unknown>): string {
     const keys = Object.keys(measured.breakdownP50Ms);
     lines.push(
       table(
-        ['c / system', 'webhook after result p50/p99', ...keys, 'history events', 'workflows'],
+        ['c / system', 'webhook after result p50/p99', ...keys, 'local first attempts', 'history events', 'workflows'],
         levels.flatMap((l) =>
           (['baseline', 'ours'] as const).map((k) => [
             `${l.concurrency} ${k}`,
             pp(l[k].webhookAfterResultMs),
             ...keys.map((key) => l[k].breakdownP50Ms[key] && round(l[k].breakdownP50Ms[key]!, 1)),
+            l[k].firstAttemptLocalShare === undefined
+              ? undefined
+              : `${Math.round(l[k].firstAttemptLocalShare! * 100)} %`,
             l[k].historyEventsPerRequest,
             l[k].workflowTypes.join('+'),
           ]),

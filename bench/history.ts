@@ -22,6 +22,11 @@ export interface RequestTimeline {
   /** When the webhook activity was scheduled and when a worker started it (in this history or a child's). */
   webhookScheduledAt?: number;
   webhookStartedAt?: number;
+  /**
+   * The webhook's first attempt ran as a local activity in the request's own workflow task (a marker, and no
+   * webhook activity scheduled by the request); false for an activity, the worker's deferrals included.
+   */
+  firstAttemptLocal: boolean;
   /** Events in the request's history and in its child workflows' histories. */
   historyEvents: number;
   /** Workflow types involved, the request's own first. */
@@ -48,7 +53,7 @@ export async function requestTimeline(
 ): Promise<RequestTimeline> {
   const history = await client.workflow.getHandle(workflowId).fetchHistory();
   const events = history.events ?? [];
-  const timeline: RequestTimeline = { historyEvents: events.length, workflowTypes: [] };
+  const timeline: RequestTimeline = { historyEvents: events.length, workflowTypes: [], firstAttemptLocal: false };
   const started = events.find((e) => e.workflowExecutionStartedEventAttributes);
   const startedAt = started && eventTimeMs(started);
   const type = started?.workflowExecutionStartedEventAttributes?.workflowType?.name;
@@ -88,6 +93,8 @@ export async function requestTimeline(
     );
   };
   findWebhook(events);
+  timeline.firstAttemptLocal =
+    timeline.webhookScheduledAt === undefined && events.some((e) => e.markerRecordedEventAttributes);
 
   for (const child of events.filter((e) => e.childWorkflowExecutionStartedEventAttributes)) {
     const attrs = child.childWorkflowExecutionStartedEventAttributes!;
