@@ -1,5 +1,4 @@
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
@@ -240,13 +239,12 @@ export async function startServer(
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         // Requests still being answered get a grace period; a stop must end even if one of them never does.
-        if (
-          (await Promise.race([closed.then(() => 'closed'), sleep(STOP_GRACE_MS, 'late', { ref: false })])) === 'late'
-        ) {
+        const cutOff = setTimeout(() => {
           logger.warn({ graceMs: STOP_GRACE_MS }, 'requests still open at stop: their connections are closed');
           server.closeAllConnections();
-          await closed;
-        }
+        }, STOP_GRACE_MS).unref();
+        await closed;
+        clearTimeout(cutOff);
         await api.close();
         await own?.close();
       })();

@@ -14,7 +14,6 @@ import { failedOutcome, succeededOutcome } from '../workflows/inference-request/
 import type { InferenceRequestInput } from '../workflows/inference-request/messages';
 import type { RequestOutcome } from '../workflows/shared/request';
 
-const EventType = temporal.api.enums.v1.EventType;
 const INFERENCE_ACTIVITY_TYPE = 'runInference';
 
 /**
@@ -31,13 +30,10 @@ export async function outcomeFromHistory(
   converter: LoadedDataConverter,
 ): Promise<RequestOutcome | undefined> {
   const events = (await handle.fetchHistory()).events ?? [];
-  let scheduled: temporal.api.history.v1.IHistoryEvent | undefined;
-  for (const event of events) {
-    const attributes = event.activityTaskScheduledEventAttributes;
-    if (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && attributes) {
-      if (attributes.activityType?.name === INFERENCE_ACTIVITY_TYPE) scheduled = event;
-    }
-  }
+  // A request schedules its run once (retries are attempts of that one activity).
+  const scheduled = events.find(
+    (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === INFERENCE_ACTIVITY_TYPE,
+  );
   if (!scheduled) return undefined;
   // Event ids are Longs; their decimal text compares them.
   const scheduledId = String(scheduled.eventId);

@@ -99,18 +99,14 @@ export const EnvSchema = z.object({
   AWS_ACCESS_KEY_ID: optionalString,
   AWS_SECRET_ACCESS_KEY: optionalString,
   AWS_SESSION_TOKEN: optionalString,
-  CLAIM_CHECK_THRESHOLD_BYTES: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(128 * 1024),
+  CLAIM_CHECK_THRESHOLD_BYTES: nonNegativeInt.default(128 * 1024),
   CLAIM_CHECK_RETENTION_SECONDS: positiveInt.default(30 * 86_400),
 
-  FILE_EXPIRATION_SECONDS: z.coerce.number().int().min(0).default(604_800),
+  FILE_EXPIRATION_SECONDS: nonNegativeInt.default(604_800),
   FILE_SWEEP_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),
   STATUS_STREAM_POLL_MS: positiveInt.default(500),
   STATUS_STREAM_KEEPALIVE_MS: positiveInt.max(10_000).default(5_000),
-  STATUS_CACHE_REFRESH_MS: z.coerce.number().int().min(0).default(500),
+  STATUS_CACHE_REFRESH_MS: nonNegativeInt.default(500),
 
   METRICS_PORT: optionalString.pipe(z.coerce.number<string | undefined>().int().min(0).max(65535).optional()),
 
