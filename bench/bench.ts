@@ -81,8 +81,7 @@ const USAGE = `Usage: npm run bench -- [options]
                           measure against it; \`--scale-out\` (bench/scale-out.ts) measures 1 vs 2 runner processes
   --one-process           run our control worker, model runner and API in one process on one connection, as
                           \`npm start\` does (src/dev.ts against the bench's server); with TEMPORAL_EAGER_START=true
-                          in the environment, every submit asks for an eager start (default \`auto\`: only
-                          those with no other start in flight; \`false\`: none)
+                          in the environment, submits start eagerly
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
   --cpu-prof DIR          write V8 CPU profiles of our worker and API to DIR (summarise them with
                           \`node --import tsx bench/profile-summary.ts DIR\`)
@@ -105,12 +104,6 @@ const WEBHOOK_WAIT_MS = 600_000;
  * `--sqlite-pragma` (default: DEFAULT_SQLITE_PRAGMAS of src/temporal/dev-server.ts), one connection,
  * one history shard. `journalModeOnDisk` is read back from the database file after the run.
  */
-/** How the one-process layout's submits start (TEMPORAL_EAGER_START). */
-function eagerStartLabel(eagerStart: boolean | 'auto'): string {
-  if (eagerStart === 'auto') return ', eager start while no other start is in flight';
-  return eagerStart ? ', eager start' : ', no eager start';
-}
-
 function sqliteSettings(pragmas: Record<string, string>) {
   return {
     pragmas: Object.keys(pragmas).length > 0 ? pragmas : "none (SQLite's defaults: rollback journal, fsync per commit)",
@@ -747,7 +740,7 @@ async function main(): Promise<void> {
       options,
       layout: `separate processes: dev server, ${
         options.oneProcess
-          ? `ours (src/dev.ts: workers and API on one connection${eagerStartLabel(config.temporal.eagerStart)})`
+          ? `ours (src/dev.ts: workers and API on one connection${config.temporal.eagerStart ? ', eager start' : ''})`
           : 'our worker (src/worker.ts), our API (src/server.ts)'
       }, baseline worker; clients and webhook receiver in the bench process`,
       temporal: {

@@ -61,9 +61,8 @@ export type QueueApiOptions = QueueApiBaseOptions &
          * Set when a worker on `connection` polls the control task queue (`config.temporal.taskQueue`): request
          * workflows then start eagerly, their first workflow task handed back to that worker with the start instead of
          * through matching (docs/performance.md). When it has no free slot, the server dispatches the task as usual.
-         * `'auto'`: only for submits that find no other start in flight (`RequestsClientOptions.eagerStart`).
          */
-        eagerStart?: boolean | 'auto';
+        eagerStart?: boolean;
       }
   );
 
@@ -216,7 +215,7 @@ export async function startServer(
       ? { connection: own, config, registry, logger }
       : {
           connection: workerConnection!,
-          eagerStart: config.worker.control ? config.temporal.eagerStart : false,
+          eagerStart: config.temporal.eagerStart && config.worker.control,
           config,
           registry,
           logger,

@@ -52,14 +52,6 @@ describe('configuration from the environment', () => {
     expect(() => loadConfig({ WEBHOOK_LOCAL_ATTEMPTS: '-1' })).toThrow(/WEBHOOK_LOCAL_ATTEMPTS/);
   });
 
-  it('starts eagerly when idle by default, always or never when told, and names the values it takes', () => {
-    expect(loadConfig({}).temporal.eagerStart).toBe('auto');
-    expect(['true', '1', 'false', '0'].map((v) => loadConfig({ TEMPORAL_EAGER_START: v }).temporal.eagerStart)).toEqual(
-      [true, true, false, false],
-    );
-    expect(() => loadConfig({ TEMPORAL_EAGER_START: 'sometimes' })).toThrow(/TEMPORAL_EAGER_START/);
-  });
-
   it('requires a TLS certificate and key together', () => {
     expect(() => loadConfig({ TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow(
       /TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH/,

@@ -44,15 +44,6 @@ export interface SubmitResult {
 
 export type { RequestView } from './request-view';
 
-/**
- * With `eagerStart: 'auto'`, a submit asks for an eager start only while fewer than this many other starts of its
- * client are in flight. The SDK reserves one of the worker's workflow task slots for each eager start before it
- * calls the server, and the task it gets back goes ahead of the tasks waiting in matching: when idle, that saves the
- * first task's trip through matching; under load it takes slots from the tasks of requests already running, which
- * lengthened the c = 64 tail (docs/performance.md).
- */
-export const EAGER_AUTO_MAX_IN_FLIGHT = 1;
-
 export interface RequestsClientOptions {
   /** Task queue of the request workflows (the control queue). */
   taskQueue: string;
@@ -68,10 +59,9 @@ export interface RequestsClientOptions {
    * Ask for Temporal's eager workflow start: the server hands the request's first workflow task back with the start,
    * to a control worker of this process, instead of through matching. Only for a client on the `NativeConnection` of
    * a worker that polls `taskQueue` (the SDK refuses the start otherwise); when that worker has no free slot, the
-   * task is dispatched as usual. `'auto'`: only for a submit that finds no other start of this client in flight
-   * (see {@link EAGER_AUTO_MAX_IN_FLIGHT}).
+   * task is dispatched as usual.
    */
-  eagerStart?: boolean | 'auto';
+  eagerStart?: boolean;
 }
 
 /**
@@ -85,8 +75,6 @@ export class RequestsClient {
   private readonly views?: ViewCache;
   private readonly lifetime = new AbortController();
   private readonly reader: RequestReader;
-  /** Starts of this client waiting for the server's answer (`eagerStart: 'auto'` looks at it). */
-  private startsInFlight = 0;
 
   constructor(
     private readonly client: Client,
@@ -157,15 +145,12 @@ export class RequestsClient {
       firstWebhookAttemptLocal: true,
     };
     let eagerlyStarted: boolean;
-    const { eagerStart } = this.options;
-    const eager = eagerStart === 'auto' ? this.startsInFlight < EAGER_AUTO_MAX_IN_FLIGHT : eagerStart;
-    this.startsInFlight++;
     try {
       ({ eagerlyStarted } = await this.client.workflow.start(INFERENCE_REQUEST_WORKFLOW_TYPE, {
         workflowId: requestId,
         taskQueue: this.options.taskQueue,
         args: [input],
-        requestEagerStart: eager,
+        requestEagerStart: this.options.eagerStart,
         memo: { owner: req.owner, modelId: req.modelId } satisfies RequestMemo,
         ...(this.options.searchAttributes && {
           typedSearchAttributes: initialRequestSearchAttributes(req.owner, req.modelId, place?.admitted ?? false),
@@ -183,8 +168,6 @@ export class RequestsClient {
         return { requestId, queuePosition: 0 };
       }
       throw err;
-    } finally {
-      this.startsInFlight--;
     }
     this.options.metrics?.submitted.inc({ model: model.id });
     if (eagerlyStarted) this.options.metrics?.startedEagerly.inc({ model: model.id });

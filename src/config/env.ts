@@ -48,10 +48,7 @@ export const EnvSchema = z.object({
   TEMPORAL_PORT: port.default(7233),
   TEMPORAL_UI_PORT: port.default(8233),
   TEMPORAL_SEARCH_ATTRIBUTES: flag('true'),
-  TEMPORAL_EAGER_START: z
-    .enum([...FLAG_VALUES, 'auto'])
-    .default('auto')
-    .transform((v): boolean | 'auto' => (v === 'auto' ? 'auto' : v === 'true' || v === '1')),
+  TEMPORAL_EAGER_START: flag('false'),
 
   DATA_DIR: z.string().default('.data'),
   MODELS_FILE: z.string().default('models.json'),

@@ -17,11 +17,10 @@ export interface TemporalConfig {
   searchAttributes: boolean;
   /**
    * Whether an API that shares its process and connection with a control worker (`npm start`, `startServer`'s
-   * `workerConnection`) asks for eager workflow starts: always, never, or `auto`, only for a submit with no other
-   * start of the process in flight (docs/performance.md: eager start saves latency when the worker is idle, and
-   * lengthens the tail under load).
+   * `workerConnection`) asks for eager workflow starts (docs/performance.md: less server work per request, a worse
+   * tail under load).
    */
-  eagerStart: boolean | 'auto';
+  eagerStart: boolean;
 }
 
 /**

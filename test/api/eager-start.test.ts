@@ -3,7 +3,6 @@ import { startStack, submitJson, waitCompleted, type Stack } from '../helpers/st
 
 const EAGER = 'acme/noop-eager';
 const SHARED = 'acme/noop-shared';
-const AUTO = 'acme/noop-auto';
 const SEPARATE = 'acme/noop-separate';
 const noop = (id: string) => ({ models: [{ id, backend: { kind: 'builtin', name: 'noop' } }] });
 
@@ -34,14 +33,8 @@ describe('eager workflow start: an API on its control worker’s connection', ()
     expect(await startedEagerly(EAGER)).toBe(3);
   });
 
-  it('by default (auto), starts a submit that finds no other start in flight eagerly', async () => {
-    stack = await startStack({ models: noop(AUTO), shareConnection: true });
-    await completeThree(stack, AUTO);
-    expect(await startedEagerly(AUTO)).toBe(3);
-  });
-
-  it('with TEMPORAL_EAGER_START=false, dispatches them through the server even on a shared connection', async () => {
-    stack = await startStack({ models: noop(SHARED), shareConnection: true, env: { TEMPORAL_EAGER_START: 'false' } });
+  it('by default, dispatches them through the server even on a shared connection', async () => {
+    stack = await startStack({ models: noop(SHARED), shareConnection: true });
     await completeThree(stack, SHARED);
     expect(await startedEagerly(SHARED)).toBe(0);
   });
