@@ -60,6 +60,10 @@ const USAGE = `Usage: npm run bench -- [options]
   --requests N            measured requests per level and system (default 300)
   --duration S            measure each level for S seconds instead of a request count
   --warmup N              unmeasured requests before each level (default 2 x concurrency, at least 20)
+  --rounds N              measure each level in N rounds that alternate the systems (ABBA: baseline, ours, ours,
+                          baseline, ...), each round 1/N of the requests (at least 2 x concurrency) or of
+                          --duration; a machine that speeds up or slows down during a level then favours
+                          neither (default 4; 1 = each system's level in one go)
   --pollers N             concurrent status pollers (default 100)
   --poll-seconds S        how long the status pollers run (default 10)
   --poll-interval-ms MS   pause between one poller's requests (default 500, fal's client default; 0 = flat out)
@@ -127,6 +131,7 @@ interface Options {
   requests: number;
   durationS?: number;
   warmup?: number;
+  rounds: number;
   pollers: number;
   pollSeconds: number;
   pollIntervalMs: number;
@@ -159,6 +164,7 @@ function parseOptions(argv: string[]): Options {
       requests: { type: 'string', default: '300' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
+      rounds: { type: 'string', default: '4' },
       pollers: { type: 'string', default: '100' },
       'poll-seconds': { type: 'string', default: '10' },
       'poll-interval-ms': { type: 'string', default: '500' },
@@ -195,6 +201,7 @@ function parseOptions(argv: string[]): Options {
     requests: int('requests', values.requests)!,
     durationS: int('duration', values.duration),
     warmup: int('warmup', values.warmup, 0),
+    rounds: int('rounds', values.rounds)!,
     pollers: int('pollers', values.pollers)!,
     pollSeconds: int('poll-seconds', values['poll-seconds'])!,
     pollIntervalMs: int('poll-interval-ms', values['poll-interval-ms'], 0)!,
@@ -295,11 +302,31 @@ interface LevelResult {
   cpuMsPerRequest: Record<string, number | undefined>;
   /** The server's database calls per measured request, by store and operation (a dev server the bench started). */
   serverOpsPerRequest?: ServerOps;
+  /** Throughput of each round (req/s), in the order they ran. */
+  roundThroughputRps: number[];
+}
+
+/** One round of a level for one system: its requests, and what the processes and the server spent meanwhile. */
+interface Round {
+  samples: Sample[];
+  errors: string[];
+  /** From the first submit to the last webhook. */
+  spanMs: number;
+  cpuMs: Record<string, number | undefined>;
+  serverOps?: ServerOps;
 }
 
 /** The result of a system that was not measured (`--only`). */
 function emptyLevel(): LevelResult {
-  return { requests: 0, errors: 0, throughputRps: 0, breakdownP50Ms: {}, workflowTypes: [], cpuMsPerRequest: {} };
+  return {
+    requests: 0,
+    errors: 0,
+    throughputRps: 0,
+    breakdownP50Ms: {},
+    workflowTypes: [],
+    cpuMsPerRequest: {},
+    roundThroughputRps: [],
+  };
 }
 
 /** Runs `concurrency` clients, each submitting and waiting for its webhook, until `limit` is reached. */
@@ -375,42 +402,91 @@ async function timelines(client: Client, system: System, samples: Sample[], coun
   return out;
 }
 
-async function measureLevel(
+/** What a level measures with: the processes' CPU clocks and the server's counters. */
+interface Meters {
+  cpu: () => Record<string, number | undefined>;
+  serverOps: () => Promise<ServerOps | undefined>;
+}
+
+/** Unmeasured requests before a system's first round of a level. */
+async function warmUp(
   system: System,
   receiver: WebhookReceiver,
-  client: Client,
   concurrency: number,
   options: Options,
   progress: Progress,
-  cpu: () => Record<string, number | undefined>,
-  serverOps: () => Promise<ServerOps | undefined>,
-): Promise<{ result: LevelResult; samples: Sample[] }> {
+): Promise<void> {
   const warmup = options.warmup ?? Math.max(20, concurrency * 2);
-  if (warmup > 0) {
-    progress.start(`${system.name} c=${concurrency} warm-up`, warmup);
-    await closedLoop(system, receiver, concurrency, { requests: warmup }, () => progress.tick());
-    progress.finish();
-  }
-  const limit = options.durationS ? { until: Date.now() + options.durationS * 1000 } : { requests: options.requests };
-  progress.start(`${system.name} c=${concurrency}`, limit.requests ?? 0);
-  const opsBefore = await serverOps();
-  const cpuBefore = cpu();
+  if (warmup === 0) return;
+  progress.start(`${system.name} c=${concurrency} warm-up`, warmup);
+  await closedLoop(system, receiver, concurrency, { requests: warmup }, () => progress.tick());
+  progress.finish();
+}
+
+/** One round of a level: 1/rounds of its requests (at least 2 x concurrency) or of its duration. */
+async function measureRound(
+  system: System,
+  receiver: WebhookReceiver,
+  concurrency: number,
+  label: string,
+  options: Options,
+  progress: Progress,
+  meters: Meters,
+): Promise<Round> {
+  const limit = options.durationS
+    ? { until: Date.now() + (options.durationS * 1000) / options.rounds }
+    : { requests: Math.max(Math.ceil(options.requests / options.rounds), 2 * concurrency) };
+  progress.start(`${system.name} c=${concurrency}${label}`, limit.requests ?? 0);
+  const opsBefore = await meters.serverOps();
+  const cpuBefore = meters.cpu();
   const { samples, errors } = await closedLoop(system, receiver, concurrency, limit, () => progress.tick());
-  const cpuAfter = cpu();
-  const opsAfter = await serverOps();
+  const cpuAfter = meters.cpu();
+  const opsAfter = await meters.serverOps();
+  const first = Math.min(...samples.map((s) => s.submittedAt));
+  const last = Math.max(...samples.map((s) => s.deliveredAt));
+  const spanMs = samples.length > 0 ? last - first : 0;
+  progress.finish(
+    `${samples.length > 0 ? round(samples.length / (spanMs / 1000)) : 0} req/s${errors.length ? `, ${errors.length} errors` : ''}`,
+  );
+  const delta = (after: number | undefined, before: number | undefined) =>
+    after === undefined || before === undefined ? undefined : after - before;
+  return {
+    samples,
+    errors,
+    spanMs,
+    cpuMs: Object.fromEntries(Object.entries(cpuAfter).map(([name, after]) => [name, delta(after, cpuBefore[name])])),
+    serverOps: opsAfter && opsBefore ? opsPerRequest(opsBefore, opsAfter, 1, 0) : undefined,
+  };
+}
+
+/** A system's result at a level, from all its rounds together. */
+async function levelResult(
+  system: System,
+  client: Client,
+  rounds: Round[],
+  options: Options,
+): Promise<{ result: LevelResult; samples: Sample[] }> {
+  const samples = rounds.flatMap((r) => r.samples);
+  const errors = rounds.flatMap((r) => r.errors);
+  const spanMs = rounds.reduce((sum, r) => sum + r.spanMs, 0);
+  const throughputRps = spanMs > 0 ? round(samples.length / (spanMs / 1000)) : 0;
   const cpuMsPerRequest = Object.fromEntries(
-    Object.entries(cpuAfter).map(([name, after]) => {
-      const before = cpuBefore[name];
+    Object.keys(rounds[0]?.cpuMs ?? {}).map((name) => {
+      const spent = rounds.map((r) => r.cpuMs[name]);
       return [
         name,
-        after === undefined || before === undefined ? undefined : round((after - before) / samples.length, 2),
+        spent.some((ms) => ms === undefined) || samples.length === 0
+          ? undefined
+          : round(spent.reduce((sum, ms) => sum! + ms!, 0)! / samples.length, 2),
       ];
     }),
   );
-  const first = Math.min(...samples.map((s) => s.submittedAt));
-  const last = Math.max(...samples.map((s) => s.deliveredAt));
-  const throughputRps = samples.length > 0 ? round(samples.length / ((last - first) / 1000)) : 0;
-  progress.finish(`${throughputRps} req/s${errors.length ? `, ${errors.length} errors` : ''}`);
+  const serverOps = rounds.every((r) => r.serverOps)
+    ? rounds.reduce<ServerOps>((sum, r) => {
+        for (const [key, n] of Object.entries(r.serverOps!)) sum[key] = (sum[key] ?? 0) + n;
+        return sum;
+      }, {})
+    : undefined;
 
   const read = options.sample > 0 ? await timelines(client, system, samples, options.sample) : [];
   const diff = (a: number | undefined, b: number | undefined) =>
@@ -447,7 +523,8 @@ async function measureLevel(
         read.length > 0 ? round(read.filter((r) => r.timeline.firstAttemptLocal).length / read.length, 2) : undefined,
       workflowTypes: [...types],
       cpuMsPerRequest,
-      serverOpsPerRequest: opsPerRequest(opsBefore, opsAfter, samples.length),
+      serverOpsPerRequest: serverOps && opsPerRequest({}, serverOps, samples.length),
+      roundThroughputRps: rounds.map((r) => (r.spanMs > 0 ? round(r.samples.length / (r.spanMs / 1000)) : 0)),
     },
   };
 }
@@ -682,7 +759,7 @@ async function main(): Promise<void> {
         return (usage.user + usage.system) / 1000;
       })(),
     });
-    const serverOps = () => readServerOps(temporal.metricsUrl);
+    const meters: Meters = { cpu, serverOps: () => readServerOps(temporal.metricsUrl) };
 
     const ours: System = {
       name: 'ours',
@@ -766,14 +843,23 @@ async function main(): Promise<void> {
       let lastOurs: Sample[] = [];
       for (const concurrency of options.concurrency) {
         const skipped = { result: emptyLevel(), samples: [] };
-        const base =
-          options.only === 'ours'
-            ? skipped
-            : await measureLevel(baseline, receiver, client, concurrency, options, progress, cpu, serverOps);
-        const our =
-          options.only === 'baseline'
-            ? skipped
-            : await measureLevel(ours, receiver, client, concurrency, options, progress, cpu, serverOps);
+        const systems = [baseline, ours].filter((system) => options.only === undefined || options.only === system.name);
+        const rounds = new Map<System, Round[]>(systems.map((system) => [system, []]));
+        for (const system of systems) await warmUp(system, receiver, concurrency, options, progress);
+        for (let r = 0; r < options.rounds; r++) {
+          // ABBA: each system goes first in half the rounds, so a steady drift of the machine favours neither.
+          const order = r % 2 === 0 ? systems : [...systems].reverse();
+          const label = options.rounds > 1 ? `, round ${r + 1}/${options.rounds}` : '';
+          for (const system of order) {
+            rounds
+              .get(system)!
+              .push(await measureRound(system, receiver, concurrency, label, options, progress, meters));
+          }
+        }
+        const measured = async (system: System) =>
+          rounds.has(system) ? levelResult(system, client, rounds.get(system)!, options) : skipped;
+        const base = await measured(baseline);
+        const our = await measured(ours);
         lastOurs = our.samples;
         levels.push({
           concurrency,
@@ -781,6 +867,10 @@ async function main(): Promise<void> {
           ours: our.result,
           ratios: {
             throughput: ratio(our.result.throughputRps, base.result.throughputRps),
+            // Ours over the baseline in each round: how much of the level's ratio is the machine's noise.
+            throughputByRound: our.result.roundThroughputRps.map((rps, i) =>
+              ratio(rps, base.result.roundThroughputRps[i]),
+            ),
             submitP50: ratio(our.result.submitMs?.p50, base.result.submitMs?.p50),
             submitP99: ratio(our.result.submitMs?.p99, base.result.submitMs?.p99),
             endToEndP50: ratio(our.result.endToEndMs?.p50, base.result.endToEndMs?.p50),
@@ -1097,7 +1187,7 @@ function report(r: Record<string, unknown>): string {
       concurrency: number;
       baseline: LevelResult;
       ours: LevelResult;
-      ratios: Record<string, number | undefined>;
+      ratios: Record<string, number | undefined> & { throughputByRound?: (number | undefined)[] };
     };
     const levels = r.levels as Level[];
     const pp = (s: Summary | undefined) => (s ? `${s.p50} / ${s.p99}` : undefined);
@@ -1109,6 +1199,7 @@ function report(r: Record<string, unknown>): string {
           'base req/s',
           'ours req/s',
           'ratio',
+          'by round',
           'start (base)',
           'submit (ours)',
           'ratio p50',
@@ -1120,6 +1211,7 @@ function report(r: Record<string, unknown>): string {
           l.baseline.throughputRps,
           l.ours.throughputRps,
           l.ratios.throughput,
+          l.ratios.throughputByRound?.join(' '),
           pp(l.baseline.submitMs),
           pp(l.ours.submitMs),
           l.ratios.submitP50,
