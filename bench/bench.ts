@@ -48,6 +48,7 @@ import {
   writeWorkflowBundle,
   type ServiceProcess,
 } from './processes';
+import { jsonClient, type HttpClientKind, type JsonCall } from './http-client';
 import { Progress } from './progress';
 import { startRunScope } from './run-scope';
 import { nowMs, WebhookReceiver } from './receiver';
@@ -86,6 +87,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --one-process           run our control worker, model runner and API in one process on one connection, as
                           \`npm start\` does (src/dev.ts against the bench's server); with TEMPORAL_EAGER_START=true
                           in the environment, submits start eagerly
+  --http-client K         the HTTP client of the timed submits and status polls: undici (its \`request\`, the
+                          default) or fetch (Node's global fetch, as @fal-ai/client uses; about 1 ms more per call)
   --only ours|baseline    measure one system only (no ratios); handy with --cpu-prof
   --cpu-prof DIR          write V8 CPU profiles of our worker and API to DIR (summarise them with
                           \`node --import tsx bench/profile-summary.ts DIR\`)
@@ -153,6 +156,7 @@ interface Options {
   oneProcess: boolean;
   cpuProf?: string;
   only?: 'ours' | 'baseline';
+  httpClient: HttpClientKind;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -183,6 +187,7 @@ function parseOptions(argv: string[]): Options {
       'one-process': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
       only: { type: 'string' },
+      'http-client': { type: 'string', default: 'undici' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -258,6 +263,10 @@ function parseOptions(argv: string[]): Options {
       values.only === undefined || values.only === 'ours' || values.only === 'baseline'
         ? values.only
         : fail(`--only must be ours or baseline, got ${values.only}`),
+    httpClient:
+      values['http-client'] === 'undici' || values['http-client'] === 'fetch'
+        ? values['http-client']
+        : fail(`--http-client must be undici or fetch, got ${values['http-client']}`),
   };
 }
 
@@ -608,10 +617,11 @@ async function statusPhase(
     if (!body.request_id) throw new Error(`submit answered ${res.status}: ${JSON.stringify(body)}`);
     return body.request_id;
   };
+  const http = jsonClient(options.httpClient);
   const viaApi = (modelId: string) => async (id: string) => {
-    const res = await fetch(`${apiUrl}/${modelId}/requests/${id}/status`, { headers: auth });
-    const body = (await res.json()) as { status?: string };
-    return res.ok && body.status ? body.status : `HTTP ${res.status}`;
+    const res = await http(`${apiUrl}/${modelId}/requests/${id}/status`, { headers: auth });
+    const status = (res.body as { status?: string }).status;
+    return res.status < 300 && status ? status : `HTTP ${res.status}`;
   };
   const raw = async (id: string) => (await client.workflow.getHandle(id).describe()).status.name;
   // The share of answers the API's view cache gave from memory (fal_queue_status_reads_total), per phase.
@@ -761,18 +771,19 @@ async function main(): Promise<void> {
     });
     const meters: Meters = { cpu, serverOps: () => readServerOps(temporal.metricsUrl) };
 
+    const http: JsonCall = jsonClient(options.httpClient);
     const ours: System = {
       name: 'ours',
       inferenceActivity: 'runInference',
       webhookActivity: 'deliverWebhook',
       submitted: 0,
       async submit() {
-        const res = await fetch(`${stack.apiUrl}/${MODEL_ID}?fal_webhook=${encodeURIComponent(receiver.url)}`, {
+        const res = await http(`${stack.apiUrl}/${MODEL_ID}?fal_webhook=${encodeURIComponent(receiver.url)}`, {
           method: 'POST',
           headers: { authorization: `Key ${API_KEY}`, 'content-type': 'application/json' },
           body: '{"prompt":"bench"}',
         });
-        const body = (await res.json()) as { request_id?: string };
+        const body = res.body as { request_id?: string };
         if (res.status === 200) ours.submitted++;
         if (res.status !== 200 || !body.request_id)
           throw new Error(`submit answered ${res.status}: ${JSON.stringify(body)}`);
@@ -819,7 +830,7 @@ async function main(): Promise<void> {
         options.oneProcess
           ? `ours (src/dev.ts: workers and API on one connection${config.temporal.eagerStart ? ', eager start' : ''})`
           : 'our worker (src/worker.ts), our API (src/server.ts)'
-      }, baseline worker; clients and webhook receiver in the bench process`,
+      }, baseline worker; clients (HTTP: ${options.httpClient}) and webhook receiver in the bench process`,
       temporal: {
         address:
           options.temporalAddress ??
@@ -1181,6 +1192,7 @@ function report(r: Record<string, unknown>): string {
     `machine: ${String(machine.cpus)} cores (${String(machine.cpuModel)}), load average ${JSON.stringify(machine.loadAverageAtStart)} at start, ${JSON.stringify(machine.loadAverageAtEnd)} at end`,
     `temporal: ${String((r.temporal as Record<string, unknown>).cli)}; SQLite journal on disk: ${String((r.temporal as Record<string, unknown>).journalModeOnDisk)}`,
     `tuning: ${JSON.stringify(r.tuning)}; design digest ${String((r.design as Record<string, unknown>).digest)}`,
+    `layout: ${String(r.layout)}`,
   );
   if (r.levels) {
     type Level = {
