@@ -315,6 +315,11 @@ interface LevelResult {
   roundThroughputRps: number[];
 }
 
+/** Requests per second over a span of milliseconds (0 for an empty span). */
+function rate(requests: number, spanMs: number): number {
+  return spanMs > 0 ? round(requests / (spanMs / 1000)) : 0;
+}
+
 /** One round of a level for one system: its requests, and what the processes and the server spent meanwhile. */
 interface Round {
   samples: Sample[];
@@ -454,9 +459,7 @@ async function measureRound(
   const first = Math.min(...samples.map((s) => s.submittedAt));
   const last = Math.max(...samples.map((s) => s.deliveredAt));
   const spanMs = samples.length > 0 ? last - first : 0;
-  progress.finish(
-    `${samples.length > 0 ? round(samples.length / (spanMs / 1000)) : 0} req/s${errors.length ? `, ${errors.length} errors` : ''}`,
-  );
+  progress.finish(`${rate(samples.length, spanMs)} req/s${errors.length ? `, ${errors.length} errors` : ''}`);
   const delta = (after: number | undefined, before: number | undefined) =>
     after === undefined || before === undefined ? undefined : after - before;
   return {
@@ -464,6 +467,7 @@ async function measureRound(
     errors,
     spanMs,
     cpuMs: Object.fromEntries(Object.entries(cpuAfter).map(([name, after]) => [name, delta(after, cpuBefore[name])])),
+    // The round's totals (per one "request", nothing left out); the level divides their sum by its requests.
     serverOps: opsAfter && opsBefore ? opsPerRequest(opsBefore, opsAfter, 1, 0) : undefined,
   };
 }
@@ -478,16 +482,13 @@ async function levelResult(
   const samples = rounds.flatMap((r) => r.samples);
   const errors = rounds.flatMap((r) => r.errors);
   const spanMs = rounds.reduce((sum, r) => sum + r.spanMs, 0);
-  const throughputRps = spanMs > 0 ? round(samples.length / (spanMs / 1000)) : 0;
+  const throughputRps = rate(samples.length, spanMs);
   const cpuMsPerRequest = Object.fromEntries(
     Object.keys(rounds[0]?.cpuMs ?? {}).map((name) => {
       const spent = rounds.map((r) => r.cpuMs[name]);
-      return [
-        name,
-        spent.some((ms) => ms === undefined) || samples.length === 0
-          ? undefined
-          : round(spent.reduce((sum, ms) => sum! + ms!, 0)! / samples.length, 2),
-      ];
+      const known = spent.filter((ms): ms is number => ms !== undefined);
+      const total = known.reduce((sum, ms) => sum + ms, 0);
+      return [name, known.length < spent.length || samples.length === 0 ? undefined : round(total / samples.length, 2)];
     }),
   );
   const serverOps = rounds.every((r) => r.serverOps)
@@ -533,7 +534,7 @@ async function levelResult(
       workflowTypes: [...types],
       cpuMsPerRequest,
       serverOpsPerRequest: serverOps && opsPerRequest({}, serverOps, samples.length),
-      roundThroughputRps: rounds.map((r) => (r.spanMs > 0 ? round(r.samples.length / (r.spanMs / 1000)) : 0)),
+      roundThroughputRps: rounds.map((r) => rate(r.samples.length, r.spanMs)),
     },
   };
 }

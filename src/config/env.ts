@@ -66,8 +66,8 @@ export const EnvSchema = z.object({
             .filter(Boolean),
     ),
   WORKFLOW_BUNDLE_PATH: optionalString,
-  // A request's history is a dozen events, cheap to replay; a large cache only costs heap while a backlog drains
-  // (docs/performance.md: 100 drained 10,000 waiting 22 % faster than 1,000, with a flat worker).
+  // A request's history is about a dozen events; while a long line waits nearly every run leaves the cache anyway, so a
+  // large one only holds heap (docs/performance.md: 100 drained 10,000 waiting 22 % faster than 1,000, with a flat worker).
   WORKER_MAX_CACHED_WORKFLOWS: positiveInt.default(100),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(40),
   WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(100),
