@@ -66,6 +66,10 @@ if (mode === 'start') {
   // `npm run bench -- --scale-out`: 1 vs 2 model runner processes on the cluster topology (bench/scale-out.ts).
   const rest = args.filter((a) => a !== '--scale-out');
   process.exitCode = await run(process.execPath, [...tsx, 'bench/scale-out.ts', ...rest]);
+} else if (mode === 'bench' && args.includes('--api-overhead')) {
+  // `npm run bench -- --api-overhead`: the API's HTTP layer alone against a bare Node HTTP server (bench/api-overhead.ts).
+  const rest = args.filter((a) => a !== '--api-overhead');
+  process.exitCode = await run(process.execPath, [...tsx, 'bench/api-overhead.ts', ...rest]);
 } else if (mode === 'bench' || mode === 'chaos') {
   process.exitCode = await run(process.execPath, [...tsx, `bench/${mode}.ts`, ...args]);
 } else {
