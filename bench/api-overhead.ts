@@ -84,7 +84,7 @@ async function serve(): Promise<void> {
     if (m === 'cpu') {
       const { user, system } = process.cpuUsage();
       process.send!({ cpuMs: (user + system) / 1000 });
-    } else if (m === 'exit') process.exit(0);
+    }
   });
 }
 
@@ -99,6 +99,17 @@ function answer(requestId: string, base: string) {
     cancel_url: `${urls}/cancel`,
     queue_position: 0,
   };
+}
+
+/** A whole number of at least 1 from the command line, or a usage error naming the option. */
+function count(option: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${option} must be a whole number of at least 1, got ${value}`);
+  return n;
+}
+
+function ascending(values: readonly number[]): number[] {
+  return [...values].sort((a, b) => a - b);
 }
 
 async function ask<T>(child: ChildProcess, message: string): Promise<T> {
@@ -116,79 +127,80 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '4' },
     },
   });
-  const rounds = Number(values.rounds);
-  const pauseMs = Number(values['pause-ms']);
-  const child = fork(__filename, ['--serve'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
-  const [{ ports }] = (await once(child, 'message')) as [{ ports: Ports }];
-  const call = jsonClient('undici');
-  const routes = {
-    submit: (port: number) =>
-      call(`http://127.0.0.1:${port}/${MODEL}`, { method: 'POST', headers: HEADERS, body: INPUT }),
-    status: (port: number) =>
-      call(`http://127.0.0.1:${port}/${MODEL}/requests/${randomUUID()}/status`, { headers: HEADERS }),
-  };
+  const rounds = count('rounds', values.rounds);
+  const pauseMs = count('pause-ms', values['pause-ms']);
   const pacings = [
-    { name: 'back to back', requests: Number(values.requests), pauseMs: 0 },
-    { name: `paused ${pauseMs} ms`, requests: Number(values['paused-requests']), pauseMs },
+    { name: 'back to back', requests: count('requests', values.requests), pauseMs: 0 },
+    { name: `paused ${pauseMs} ms`, requests: count('paused-requests', values['paused-requests']), pauseMs },
   ];
-  console.log(`API overhead: ${rounds} alternated rounds per cell; latency p50 per request; CPU of the server process`);
-  const rows: (string | number | undefined)[][] = [];
-  for (const [routeName, route] of Object.entries(routes)) {
-    for (const pacing of pacings) {
-      const latencies: Record<keyof Ports, number[]> = { floor: [], ours: [] };
-      const cpuMs: Record<keyof Ports, number> = { floor: 0, ours: 0 };
-      const run = async (system: keyof Ports, count: number, measured: boolean) => {
-        const before = measured ? await ask<{ cpuMs: number }>(child, 'cpu') : undefined;
-        for (let i = 0; i < count; i++) {
-          if (pacing.pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pacing.pauseMs));
-          const started = performance.now();
-          const { status } = await route(ports[system]);
-          if (measured) latencies[system].push(performance.now() - started);
-          if (status >= 300) throw new Error(`${system} ${routeName}: HTTP ${status}`);
+  const child = fork(__filename, ['--serve'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  try {
+    const [{ ports }] = (await once(child, 'message')) as [{ ports: Ports }];
+    const call = jsonClient('undici');
+    const routes = {
+      submit: (port: number) =>
+        call(`http://127.0.0.1:${port}/${MODEL}`, { method: 'POST', headers: HEADERS, body: INPUT }),
+      status: (port: number) =>
+        call(`http://127.0.0.1:${port}/${MODEL}/requests/${randomUUID()}/status`, { headers: HEADERS }),
+    };
+    console.log(
+      `API overhead: ${rounds} alternated rounds per cell; latency p50 per request; CPU of the server process`,
+    );
+    const rows: (string | number | undefined)[][] = [];
+    for (const [routeName, route] of Object.entries(routes)) {
+      for (const pacing of pacings) {
+        const latencies: Record<keyof Ports, number[]> = { floor: [], ours: [] };
+        const cpuMs: Record<keyof Ports, number> = { floor: 0, ours: 0 };
+        const run = async (system: keyof Ports, count: number, measured: boolean) => {
+          const before = measured ? await ask<{ cpuMs: number }>(child, 'cpu') : undefined;
+          for (let i = 0; i < count; i++) {
+            if (pacing.pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pacing.pauseMs));
+            const started = performance.now();
+            const { status } = await route(ports[system]);
+            if (measured) latencies[system].push(performance.now() - started);
+            if (status >= 300) throw new Error(`${system} ${routeName}: HTTP ${status}`);
+          }
+          if (before) cpuMs[system] += (await ask<{ cpuMs: number }>(child, 'cpu')).cpuMs - before.cpuMs;
+        };
+        await run('floor', 200, false);
+        await run('ours', 200, false);
+        const perRound = Math.max(1, Math.ceil(pacing.requests / rounds));
+        for (let r = 0; r < rounds; r++) {
+          const order: (keyof Ports)[] = r % 2 === 0 ? ['floor', 'ours'] : ['ours', 'floor'];
+          for (const system of order) await run(system, perRound, true);
         }
-        if (before) cpuMs[system] += (await ask<{ cpuMs: number }>(child, 'cpu')).cpuMs - before.cpuMs;
-      };
-      await run('floor', 200, false);
-      await run('ours', 200, false);
-      const perRound = Math.max(1, Math.ceil(pacing.requests / rounds));
-      for (let r = 0; r < rounds; r++) {
-        const order: (keyof Ports)[] = r % 2 === 0 ? ['floor', 'ours'] : ['ours', 'floor'];
-        for (const system of order) await run(system, perRound, true);
+        const p50 = (system: keyof Ports) => percentile(ascending(latencies[system]), 50);
+        const cpuUs = (system: keyof Ports) => (cpuMs[system] * 1000) / latencies[system].length;
+        rows.push([
+          routeName,
+          pacing.name,
+          round(p50('floor'), 3),
+          round(p50('ours'), 3),
+          round(ratio(p50('ours'), p50('floor')) ?? NaN, 2),
+          round(p50('ours') - p50('floor'), 3),
+          Math.round(cpuUs('floor')),
+          Math.round(cpuUs('ours')),
+        ]);
+        console.log(`  ${routeName}, ${pacing.name}: done`);
       }
-      const p50 = (system: keyof Ports) =>
-        percentile(
-          [...latencies[system]].sort((a, b) => a - b),
-          50,
-        );
-      const cpuUs = (system: keyof Ports) => (cpuMs[system] * 1000) / latencies[system].length;
-      rows.push([
-        routeName,
-        pacing.name,
-        round(p50('floor'), 3),
-        round(p50('ours'), 3),
-        round(ratio(p50('ours'), p50('floor')) ?? NaN, 2),
-        round(p50('ours') - p50('floor'), 3),
-        Math.round(cpuUs('floor')),
-        Math.round(cpuUs('ours')),
-      ]);
-      console.log(`  ${routeName}, ${pacing.name}: done`);
     }
+    console.log(
+      table(
+        ['route', 'pacing', 'floor p50 ms', 'ours p50 ms', 'ratio', 'ours - floor ms', 'floor CPU µs', 'ours CPU µs'],
+        rows,
+      ),
+    );
+  } finally {
+    // Also when a call failed: the child would keep this process alive.
+    child.kill();
   }
-  console.log(
-    table(
-      ['route', 'pacing', 'floor p50 ms', 'ours p50 ms', 'ratio', 'ours - floor ms', 'floor CPU µs', 'ours CPU µs'],
-      rows,
-    ),
-  );
-  child.send('exit');
-  await once(child, 'exit');
 }
 
 if (process.argv.includes('--serve')) {
   void serve();
 } else {
   main().catch((err: unknown) => {
-    console.error(err);
+    console.error(err instanceof Error ? err.message : err);
     process.exitCode = 1;
   });
 }
