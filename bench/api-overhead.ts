@@ -47,7 +47,8 @@ async function serve(): Promise<void> {
       res.end(JSON.stringify(answer(id, `http://${req.headers.host}`)));
     });
   });
-  // Where `npm start`'s API would write its lines, without a terminal to draw them.
+  // Access lines go to /dev/null synchronously (the API writes them to stdout from libuv's thread pool), so that each
+  // line's whole cost is counted in this process and in the request it belongs to.
   const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true }));
   const requests = {
     submit: async () => ({ requestId: randomUUID(), queuePosition: 0 }),
