@@ -218,7 +218,7 @@ export async function startServer(
   }
   const api = await createQueueApi({
     connection,
-    // Eager start hands the first task to a worker of this process: only one on the same connection can take it.
+    // Eager start hands the first task to a worker on the same connection: never on a connection of the API's own.
     eagerStart: !own && config.temporal.eagerStart && config.worker.control,
     config,
     registry,

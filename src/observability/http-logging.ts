@@ -13,9 +13,9 @@ const REQUEST_IN_PATH = /\/requests\/([^/?#]+)/;
  * caller's `x-request-id` or a new one, echoed back) and `request_id`, the queue request it concerns
  * (from the route's response or its URL).
  *
- * One `logger.info` call when the response ends, and nothing else per request: pino-http, which this
+ * One logger call when the response ends, and nothing else per request: pino-http, which this
  * replaced, built two or three child loggers per request (serializing the request each time), and
- * cost a submit about 0.3 ms of CPU on the 2-core VM (docs/performance.md, `--api-overhead`).
+ * cost a submit about 0.2 ms of CPU on the 2-core VM (docs/performance.md, `--api-overhead`).
  */
 export function requestLogging(logger: Logger): RequestHandler {
   return (req, res, next) => {
