@@ -44,6 +44,7 @@ import {
 import { Progress } from './progress';
 import { startRunScope } from './run-scope';
 import { WebhookReceiver } from './receiver';
+import { opsPerRequest, readServerOps, type ServerOps } from './server-metrics';
 import { leastSquaresSlope, mib, round, summarize, table, type Summary } from './stats';
 
 /** The options of the scale run, for `npm run bench -- --help`. */
@@ -168,7 +169,14 @@ async function startTemporal(
   options: BacklogOptions,
   dir: string,
   log: (line: string) => void,
-): Promise<{ address: string; pid: number; description: Record<string, unknown>; stop(): Promise<void> }> {
+): Promise<{
+  address: string;
+  pid: number;
+  /** The server's Prometheus endpoint (the dev server's); undefined on the cluster. */
+  metricsUrl?: string;
+  description: Record<string, unknown>;
+  stop(): Promise<void>;
+}> {
   if (options.cluster) {
     if (Object.keys(options.dynamicConfig).length > 0) {
       throw new Error('--dynamic-config sets the dev server; the cluster reads scripts/cluster/dynamicconfig.yaml');
@@ -196,11 +204,13 @@ async function startTemporal(
     dbFile: join(dir, 'temporal.db'),
     port: 0,
     uiPort: false,
+    metricsPort: 0,
     dynamicConfig: options.dynamicConfig,
   });
   return {
     address: server.address,
     pid: server.pid,
+    metricsUrl: server.metricsUrl,
     description: { cli: cliPath, dynamicConfig: { ...TUNED_DYNAMIC_CONFIG, ...options.dynamicConfig } },
     stop: () => server.stop(),
   };
@@ -873,8 +883,10 @@ export async function runBacklog(argv: string[]): Promise<void> {
 
     const pollers: Promise<void>[] = [];
     log(`submitting ${options.backlog} requests to ${MODEL_ID} with ${options.concurrency} clients; no runner yet`);
+    const opsAtStart = await readServerOps(temporal.metricsUrl);
     const build = await buildBacklog(apiUrl, state, options, log, pollers);
     sampler.take();
+    const opsAfterBuild = await readServerOps(temporal.metricsUrl);
 
     state.phase = 'drain';
     log(`starting ${options.runners} runner process(es) of ${options.runnerConcurrency} slots`);
@@ -887,6 +899,7 @@ export async function runBacklog(argv: string[]): Promise<void> {
     for (const [name, p] of runners) sampled[name] = p.pid;
     sampler.take();
     const drained = await drain(state, options, log);
+    const opsAfterDrain = await readServerOps(temporal.metricsUrl);
     await sleep(DUPLICATE_SETTLE_MS);
     sampler.take();
     state.stopPolling = true;
@@ -931,6 +944,11 @@ export async function runBacklog(argv: string[]): Promise<void> {
         submitMs: summarize(state.submitMs),
       },
       drain: drained,
+      // Database calls per request by phase (the status pollers' counts included), from the server's own counters.
+      serverOpsPerRequest: {
+        build: opsPerRequest(opsAtStart, opsAfterBuild, state.accepted),
+        drain: opsPerRequest(opsAfterBuild, opsAfterDrain, deliveries.deliveredOk),
+      },
       deliveries,
       histories,
       positions: {
@@ -988,11 +1006,27 @@ type Results = {
     submitMs?: Summary;
   };
   drain: { seconds: number; stalled: boolean; throughputRps: number };
+  serverOpsPerRequest: { build?: ServerOps; drain?: ServerOps };
   deliveries: Awaited<ReturnType<typeof deliveryFigures>>;
   histories: Awaited<ReturnType<typeof historyFigures>>;
   positions: { tracked: ReturnType<typeof positionFigures> };
   resources: ReturnType<typeof resourceFigures>;
 };
+
+/** The server's database calls per request, by phase; nothing on a server without a metrics endpoint (the cluster). */
+function serverOpsLines({ build, drain }: Results['serverOpsPerRequest']): string[] {
+  if (!build || !drain) return [];
+  const keys = [...new Set([...Object.keys(build), ...Object.keys(drain)])].sort();
+  return [
+    '',
+    'Temporal server: database calls per request, by store and operation (the server’s own metrics)',
+    '',
+    table(
+      ['store operation', 'build', 'drain'],
+      keys.map((key) => [key, build[key], drain[key]]),
+    ),
+  ];
+}
 
 /** The human-readable summary. */
 function report(r: Results): string {
@@ -1103,6 +1137,7 @@ function report(r: Results): string {
         p.pollMs ? `${p.pollMs.p50}/${p.pollMs.max}` : undefined,
       ]),
     ),
+    ...serverOpsLines(r.serverOpsPerRequest),
     '',
     'Memory and CPU per process (RSS MiB; slope = least squares, MiB per 10,000 requests accepted / delivered;',
     `after warm-up = the same without the first ${WARMUP_SHARE * 100} % of the phase's requests)`,
