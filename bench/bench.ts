@@ -84,6 +84,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --temporal-address H:P  use this Temporal server instead of starting a dev server
   --cluster               start the cluster topology's Temporal server on PostgreSQL (npm run cluster's) and
                           measure against it; \`--scale-out\` (bench/scale-out.ts) measures 1 vs 2 runner processes
+  --api-overhead          instead of all this, the API's HTTP layer alone against a bare Node HTTP server
+                          (bench/api-overhead.ts: --requests, --paused-requests, --pause-ms, --rounds)
   --one-process           run our control worker, model runner and API in one process on one connection, as
                           \`npm start\` does (src/dev.ts against the bench's server); with TEMPORAL_EAGER_START=true
                           in the environment, submits start eagerly

@@ -38,6 +38,14 @@ function run(command, commandArgs, env = process.env) {
 }
 
 const tsx = ['--import', 'tsx'];
+/** `npm run bench -- <flag>` runs a benchmark of its own instead of bench/bench.ts. */
+const BENCH_SCRIPTS = {
+  // 1 vs 2 model runner processes on the cluster topology.
+  '--scale-out': 'bench/scale-out.ts',
+  // The API's HTTP layer alone against a bare Node HTTP server.
+  '--api-overhead': 'bench/api-overhead.ts',
+};
+const benchFlag = mode === 'bench' ? args.find((a) => Object.hasOwn(BENCH_SCRIPTS, a)) : undefined;
 
 installIfMissing();
 if (mode === 'start') {
@@ -62,14 +70,9 @@ if (mode === 'start') {
   // The cluster suite (test/cluster): its own jest config, one cluster for the run, one file at a time.
   const jest = join(root, 'node_modules', 'jest', 'bin', 'jest.js');
   process.exitCode = await run(process.execPath, [jest, '-c', 'jest.cluster.config.js', ...args]);
-} else if (mode === 'bench' && args.includes('--scale-out')) {
-  // `npm run bench -- --scale-out`: 1 vs 2 model runner processes on the cluster topology (bench/scale-out.ts).
-  const rest = args.filter((a) => a !== '--scale-out');
-  process.exitCode = await run(process.execPath, [...tsx, 'bench/scale-out.ts', ...rest]);
-} else if (mode === 'bench' && args.includes('--api-overhead')) {
-  // `npm run bench -- --api-overhead`: the API's HTTP layer alone against a bare Node HTTP server (bench/api-overhead.ts).
-  const rest = args.filter((a) => a !== '--api-overhead');
-  process.exitCode = await run(process.execPath, [...tsx, 'bench/api-overhead.ts', ...rest]);
+} else if (benchFlag) {
+  const rest = args.filter((a) => a !== benchFlag);
+  process.exitCode = await run(process.execPath, [...tsx, BENCH_SCRIPTS[benchFlag], ...rest]);
 } else if (mode === 'bench' || mode === 'chaos') {
   process.exitCode = await run(process.execPath, [...tsx, `bench/${mode}.ts`, ...args]);
 } else {
